@@ -1,0 +1,178 @@
+"""Runs a chain of processors over batches and writes one output part per task (no Ray here).
+
+The runner hands each worker a list of tasks; a task is one input (a WARC URI, a Parquet part,
+or a hash partition). The worker pushes the task's batches through the row-wise processors of
+the segment, streams kept rows into one atomic Parquet part, then writes the task's stats as a
+marker. A task with a marker is done: reruns skip it, retries overwrite the same part name, so no
+document is ever written twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.config import StageSpec
+from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
+from curate.stats import StageStats, text_bytes
+from processors.base import BatchResult, Grouper, Processor, Source
+
+READ_BATCH_ROWS = 2_000
+
+
+def task_id(uri: str) -> str:
+    """Stable short name for an input: its output part and marker are named after it."""
+    return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:20]
+
+
+def part_name(tid: str) -> str:
+    return f"part-{tid}.parquet"
+
+
+def task_marker(out_dir: Path, tid: str) -> Path:
+    return Path(out_dir) / TASKS_DIR / f"{tid}.json"
+
+
+class MissingInput(Exception):
+    """An input listed at planning time is gone at read time: counted, not fatal."""
+
+
+def read_parquet_batches(uri: str, rows: int = READ_BATCH_ROWS) -> Iterator[pa.Table]:
+    """Batches of a Parquet part, local or remote (fsspec), with bounded memory."""
+    import fsspec
+
+    try:
+        f = fsspec.open(uri, "rb").open()
+    except FileNotFoundError as e:
+        raise MissingInput(uri) from e
+    with f:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=rows):
+            yield pa.Table.from_batches([batch])
+
+
+class Chain:
+    """A head (Source, Grouper, or plain Parquet) followed by row-wise processors."""
+
+    def __init__(self, head: StageSpec | None, body: list[StageSpec]) -> None:
+        self.head_spec = head
+        self.body_specs = body
+        self.head: Processor | None = head.build() if head else None
+        self.body: list[Processor] = [s.build() for s in body]
+
+    def setup(self) -> None:
+        for p in ([self.head] if self.head else []) + self.body:
+            p.setup()
+
+    def _new_stats(self) -> dict[str, StageStats]:
+        specs = ([self.head_spec] if self.head_spec else []) + self.body_specs
+        return {s.name: StageStats(stage=s.name, kind=s.kind, tasks=1) for s in specs}
+
+    def _head_batches(self, uri: str, stats: dict[str, StageStats]) -> Iterator[pa.Table]:
+        if isinstance(self.head, Source):
+            st = stats[self.head_spec.name]
+            t0 = time.perf_counter()
+            for result in self.head.read(uri):
+                st.busy_s += time.perf_counter() - t0
+                st.docs_out += result.table.num_rows
+                st.docs_in += result.table.num_rows + sum(result.drops.values())
+                st.bytes_out += text_bytes(result.table)
+                st.drops.update(result.drops)
+                st.counters.update(result.counters)
+                yield result.table
+                t0 = time.perf_counter()
+            st.busy_s += time.perf_counter() - t0
+        else:
+            yield from read_parquet_batches(uri)
+
+    def apply_body(self, table: pa.Table, stats: dict[str, StageStats]) -> pa.Table:
+        for spec, proc in zip(self.body_specs, self.body):
+            st = stats[spec.name]
+            st.docs_in += table.num_rows
+            st.bytes_in += text_bytes(table)
+            t0 = time.perf_counter()
+            result: BatchResult = proc.process(table)
+            st.busy_s += time.perf_counter() - t0
+            table = result.table
+            st.docs_out += table.num_rows
+            st.bytes_out += text_bytes(table)
+            st.drops.update(result.drops)
+            st.counters.update(result.counters)
+        return table
+
+    def run_file_task(self, uri: str, out_dir: Path) -> dict[str, Any]:
+        """Read one input, run the chain, write its part and marker; return stats per stage."""
+        stats = self._new_stats()
+        tid = task_id(uri)
+        writer = AtomicParquetWriter(Path(out_dir) / part_name(tid))
+        first = self.body_specs[0].name if self.body_specs else None
+        try:
+            for table in self._head_batches(uri, stats):
+                if self.head is None and first is not None:
+                    pass  # Parquet head: the first body stage counts its input below
+                writer.write(self.apply_body(table, stats))
+        except MissingInput:
+            name = self.head_spec.name if self.head_spec else first
+            if name is not None:
+                stats[name].drops["input_missing"] += 1
+        except BaseException:
+            writer.abort()
+            raise
+        wrote = writer.close()
+        return self._finish(stats, out_dir, tid, uri, part_name(tid) if wrote else None, writer.rows)
+
+    def run_group_task(self, partition: pa.Table, out_dir: Path) -> dict[str, Any]:
+        """Reduce one hash partition with the Grouper head, then the body; write one part."""
+        assert isinstance(self.head, Grouper)
+        stats = self._new_stats()
+        st = stats[self.head_spec.name]
+        key = self.head.key_column
+        # Name the part after its content so a retried partition overwrites, never duplicates.
+        ids = sorted(partition["id"].to_pylist()) if partition.num_rows else []
+        tid = task_id("group:" + (ids[0] if ids else "empty") + f":{len(ids)}")
+        st.docs_in = partition.num_rows
+        st.bytes_in = text_bytes(partition)
+        t0 = time.perf_counter()
+        result = self.head.reduce(partition) if partition.num_rows else BatchResult(partition)
+        st.busy_s += time.perf_counter() - t0
+        table = result.table
+        if key in table.column_names:
+            table = table.drop_columns([key])
+        st.docs_out = table.num_rows
+        st.bytes_out = text_bytes(table)
+        st.drops.update(result.drops)
+        st.counters.update(result.counters)
+        table = self.apply_body(table, stats)
+        wrote = False
+        if table.num_rows:
+            with AtomicParquetWriter(Path(out_dir) / part_name(tid)) as w:
+                w.write(table)
+            wrote = True
+        return self._finish(stats, out_dir, tid, f"partition of {len(ids)} rows",
+                            part_name(tid) if wrote else None, table.num_rows)
+
+    def _finish(self, stats: dict[str, StageStats], out_dir: Path, tid: str, uri: str,
+                part: str | None, rows: int) -> dict[str, Any]:
+        record = {
+            "task": tid, "input": uri, "part": part, "rows": rows,
+            "stats": {name: s.to_dict() for name, s in stats.items()},
+        }
+        write_json_atomic(task_marker(out_dir, tid), record)
+        return record
+
+
+def load_task_records(out_dir: Path) -> list[dict[str, Any]]:
+    folder = Path(out_dir) / TASKS_DIR
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def done_tasks(out_dir: Path, uris: Iterable[str]) -> set[str]:
+    """URIs whose task already finished (marker present) in an uncommitted stage folder."""
+    return {u for u in uris if task_marker(out_dir, task_id(u)).is_file()}

@@ -1,0 +1,226 @@
+"""`curate` command line: the YAML runner and one command per stage, all through one runner."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+from curate.config import ConfigError, PipelineConfig, load_pipeline, pipeline_from_dict
+from processors.base import ProcessorError
+
+app = typer.Typer(
+    help="curate: Common Crawl → clean, deduplicated, mixed, tokenized pretraining data.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+# Options shared by every command that runs work.
+OUTPUT = typer.Option(..., "--output", "-o", help="Output directory (one folder per checkpointed stage).")
+ADDRESS = typer.Option(None, "--address", help="Ray cluster address (ray://host:10001 or host:6379); "
+                       "default: start an embedded local Ray.")
+RESUME = typer.Option(True, "--resume/--no-resume", help="Skip stages already committed by an "
+                      "earlier run of the same settings (and finished tasks of an interrupted one).")
+FORCE = typer.Option(False, "--force", help="Redo every stage from scratch, ignoring commits.")
+WORKERS = typer.Option(None, "--workers", min=1, help="Parallel workers per stage (default: all CPUs).")
+NUM_CPUS = typer.Option(None, "--num-cpus", min=1, help="CPUs for the embedded Ray (default: all).")
+SEED = typer.Option(0, "--seed", help="Seed for every random choice (same input + seed = same output).")
+SET = typer.Option(None, "--set", help="Any stage parameter as KIND.KEY=VALUE (VALUE parsed as YAML), "
+                   "e.g. --set gopher_quality.min_doc_words=30. Repeatable.")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress bar while stages run.")
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _apply_sets(stages: list[dict[str, Any]], sets: list[str] | None) -> None:
+    for item in sets or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            _fail(f"--set {item!r}: expected KIND.KEY=VALUE")
+        lhs, value = item.split("=", 1)
+        kind, key = lhs.split(".", 1)
+        matches = [s for s in stages if kind in s]
+        if not matches:
+            _fail(f"--set {item!r}: no stage {kind!r} in this command (stages: "
+                  f"{', '.join(next(iter(s)) for s in stages)})")
+        for s in matches:
+            s[kind] = dict(s[kind] or {})
+            s[kind][key] = yaml.safe_load(value)
+
+
+def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, workers: int | None,
+         progress: bool, source: str) -> None:
+    from curate.runner import RunOptions, run_pipeline
+    from curate.stats import summary_table
+
+    opts = RunOptions(resume=resume, force=force, address=address, workers=workers, progress=progress)
+    try:
+        result = run_pipeline(cfg, opts, source)
+    except (ConfigError, ProcessorError, FileNotFoundError) as e:
+        _fail(str(e))
+    out = Console()
+    out.print(summary_table(result.stats, title=f"{cfg.name}: {result.wall_s:.1f} s"))
+    out.print(f"output: {result.final_dir}  (stats per stage in {result.output}/<stage>/stats.json)")
+
+
+def _adhoc(name: str, inputs: list[str], output: Path, stages: list[dict[str, Any]], seed: int,
+           num_cpus: int | None, sets: list[str] | None) -> PipelineConfig:
+    _apply_sets(stages, sets)
+    data = {"name": name, "inputs": inputs, "output": str(output), "seed": seed, "stages": stages,
+            "ray": {"num_cpus": num_cpus}}
+    try:
+        return pipeline_from_dict(data, f"curate {name}")
+    except ConfigError as e:
+        _fail(str(e))
+        raise
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML file."),
+    address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
+    workers: Optional[int] = WORKERS, progress: bool = PROGRESS,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Override the YAML's output."),
+) -> None:
+    """Run a whole pipeline YAML (embedded Ray by default, or a cluster with --address)."""
+    try:
+        cfg = load_pipeline(pipeline)
+    except ConfigError as e:
+        _fail(str(e))
+    if output is not None:
+        cfg = cfg.model_copy(update={"output": str(output)})
+    _run(cfg, address, resume, force, workers, progress, str(pipeline))
+
+
+@app.command()
+def validate(pipeline: Path = typer.Argument(..., help="Pipeline YAML file.")) -> None:
+    """Check a pipeline YAML (stages, keys, types, column contracts) without running it."""
+    from curate.plan_graph import build_segments
+
+    try:
+        cfg = load_pipeline(pipeline)
+        segments = build_segments(cfg, str(pipeline))
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(f"{pipeline}: valid — {len(cfg.stages)} stages in {len(segments)} committed steps:")
+    for seg in segments:
+        typer.echo(f"  {cfg.output}/{seg.name}: " + " → ".join(s.name for s in seg.stages))
+
+
+@app.command()
+def extract(
+    inputs: List[str] = typer.Argument(..., help="WARC/WET files, globs, folders, s3:// or https:// "
+                                       "URIs, or a Common Crawl warc.paths.gz listing."),
+    output: Path = OUTPUT,
+    extractor: str = typer.Option("trafilatura", help="Main-text extractor: trafilatura or resiliparse."),
+    address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
+    workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
+    sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
+) -> None:
+    """Extract main text from WARC (HTML) and WET records into Parquet documents."""
+    stages = [{"extract": {"extractor": extractor}}]
+    cfg = _adhoc("extract", inputs, output, stages, seed, num_cpus, sets)
+    _run(cfg, address, resume, force, workers, progress, "curate extract")
+
+
+DEFAULT_RULES = "language_id,gopher_quality,gopher_repetition,c4,fineweb"
+
+
+@app.command("filter")
+def filter_(
+    inputs: List[str] = typer.Argument(..., help="Parquet files or folders (e.g. OUT/extract)."),
+    output: Path = OUTPUT,
+    rules: str = typer.Option(DEFAULT_RULES, help="Comma-separated filter stages to run, in order "
+                              "(language_id, gopher_quality, gopher_repetition, c4, fineweb, url_blocklist)."),
+    languages: Optional[str] = typer.Option(None, help="Languages to keep, comma-separated "
+                                            "(e.g. en,de); default: the language_id stage's default."),
+    lang_threshold: Optional[float] = typer.Option(None, help="Minimum fastText language score."),
+    blocklist: Optional[Path] = typer.Option(None, help="File of blocked domains/URLs; adds url_blocklist."),
+    address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
+    workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
+    sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
+) -> None:
+    """Language ID, Gopher/C4/FineWeb quality rules and a URL blocklist; each drop counted by reason."""
+    kinds = [r.strip() for r in rules.split(",") if r.strip()]
+    if blocklist is not None and "url_blocklist" not in kinds:
+        kinds.insert(0, "url_blocklist")
+    stages: list[dict[str, Any]] = []
+    for kind in kinds:
+        params: dict[str, Any] = {}
+        if kind == "language_id":
+            if languages is not None:
+                params["languages"] = [x.strip() for x in languages.split(",") if x.strip()]
+            if lang_threshold is not None:
+                params["threshold"] = lang_threshold
+        if kind == "url_blocklist" and blocklist is not None:
+            params["path"] = str(blocklist)
+        stages.append({kind: params})
+    cfg = _adhoc("filter", inputs, output, stages, seed, num_cpus, sets)
+    _run(cfg, address, resume, force, workers, progress, "curate filter")
+
+
+@app.command()
+def dedup(
+    inputs: List[str] = typer.Argument(..., help="Parquet files or folders."),
+    output: Path = OUTPUT,
+    exact: bool = typer.Option(False, "--exact", help="Exact dedup on a hash of normalised text."),
+    minhash: bool = typer.Option(False, "--minhash", help="Near-dedup with MinHash LSH."),
+    address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
+    workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
+    sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
+) -> None:
+    """Remove exact (--exact) and/or near (--minhash) duplicates; one survivor per cluster."""
+    if not (exact or minhash):
+        _fail("choose --exact and/or --minhash")
+    stages: list[dict[str, Any]] = []
+    if exact:
+        stages.append({"exact_dedup": {}})
+    if minhash:
+        stages.append({"minhash_dedup": {}})
+    cfg = _adhoc("dedup", inputs, output, stages, seed, num_cpus, sets)
+    _run(cfg, address, resume, force, workers, progress, "curate dedup")
+
+
+@app.command()
+def stages() -> None:
+    """List every stage kind with its parameters and defaults."""
+    from curate.registry import registry
+
+    for kind, cls in registry().items():
+        typer.echo(f"{kind}  ({cls.__module__}.{cls.__name__})")
+        for fname, f in cls.Params.model_fields.items():
+            desc = f" — {f.description}" if f.description else ""
+            typer.echo(f"    {fname} = {f.default!r}{desc}")
+
+
+def _mount_optional() -> None:
+    """Sub-apps owned by other modules (planner, ...), mounted when present."""
+    try:
+        from curate.planner.cli import plan_app
+    except ImportError:
+        return
+    app.add_typer(plan_app, name="plan", help="The mixture planner: pools, budget → plan.json + report.")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ConfigError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Pipeline YAML: loading and validation.
+
+A pipeline file names its inputs, output directory, seed, Ray settings and an ordered list of stages.
+Each stage is a one-key mapping `{kind: {params}}`; the params are validated by the processor's own
+pydantic model, so a misspelled key or a wrong type is reported with the file, the key path
+(`stages[2].gopher_quality.max_words`) and what is allowed there.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curate.registry import registry
+
+# Keys every stage accepts besides its processor's own params: they steer the engine, not the work.
+ENGINE_KEYS = {
+    "name": "a unique name for this stage (default: its kind); also its output folder",
+    "checkpoint": "write this stage's output as Parquet with a commit marker (default: per kind)",
+    "concurrency": "number of parallel workers for this stage (default: all CPUs)",
+    "num_cpus": "CPUs each worker of this stage reserves (default 1)",
+    "memory": "memory each worker reserves, e.g. '2GB' (default: none reserved)",
+}
+
+
+class ConfigError(ValueError):
+    """A pipeline file that cannot run; the message names the file and the key path."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
+          "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
+
+
+def parse_size(value: int | float | str | None) -> int | None:
+    """'2GB', '512MiB', 1e9 → bytes."""
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else int(value)
+    m = _SIZE.match(value)
+    if not m or m.group(2) is not None and m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MB, 2GiB or a number of bytes)")
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+
+
+class RayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="Ray cluster address; none starts an embedded local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the embedded Ray (default: all)")
+    object_store_memory: int | None = Field(None, description="object store size for the embedded Ray")
+    workers: int | None = Field(None, ge=1, description="default parallel workers per stage")
+
+    @field_validator("object_store_memory", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        return parse_size(v)
+
+
+class StageSpec(BaseModel):
+    """One validated stage: its kind, name, engine settings and processor params (as a dict)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    name: str
+    checkpoint: bool | None = None
+    concurrency: int | None = None
+    num_cpus: float = 1.0
+    memory: int | None = None
+    params: dict[str, Any] = {}
+
+    def build(self):
+        """The processor instance this stage runs."""
+        cls = registry()[self.kind]
+        return cls(cls.Params(**self.params))
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "pipeline"
+    inputs: list[str] = Field(default_factory=list, description="globs or URIs read by the first stage")
+    output: str = Field(..., description="output directory; one folder per checkpointed stage")
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    stages: list[StageSpec]
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _stages(cls, v: Any) -> list[StageSpec]:
+        # Parsing lives in parse_stages so errors carry full key paths; here we only accept
+        # already-parsed specs (the loader calls parse_stages first).
+        return v
+
+
+def _suggest(word: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(word, allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _format_pydantic(err: ValidationError, prefix: str, model: type[BaseModel]) -> list[str]:
+    lines = []
+    fields = sorted(model.model_fields)
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        path = f"{prefix}.{loc}" if loc else prefix
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            lines.append(f"{path}: unknown key{_suggest(key, fields)}; allowed: {', '.join(fields)}")
+        else:
+            lines.append(f"{path}: {e['msg']} (got {e.get('input')!r})")
+    return lines
+
+
+def parse_stages(raw: Any, where: str = "stages") -> tuple[list[StageSpec], list[str]]:
+    """Validate the `stages` list; returns specs and error lines (empty when valid)."""
+    kinds = registry()
+    errors: list[str] = []
+    specs: list[StageSpec] = []
+    if not isinstance(raw, list) or not raw:
+        return [], [f"{where}: must be a non-empty list of one-key mappings like '- extract: {{}}'"]
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            errors.append(f"{at}: a stage is a one-key mapping '{{kind: {{params}}}}', got {item!r}")
+            continue
+        kind, params = next(iter(item.items()))
+        params = dict(params or {})
+        if kind not in kinds:
+            errors.append(f"{at}: unknown stage {kind!r}{_suggest(str(kind), list(kinds))}; "
+                          f"allowed: {', '.join(kinds)}")
+            continue
+        engine = {k: params.pop(k) for k in list(params) if k in ENGINE_KEYS}
+        cls = kinds[kind]
+        try:
+            cls.Params(**params)
+        except ValidationError as e:
+            errors.extend(_format_pydantic(e, f"{at}.{kind}", cls.Params))
+            continue
+        name = str(engine.pop("name", kind))
+        if name in names:
+            errors.append(f"{at}.{kind}.name: stage name {name!r} is used twice; give one a 'name'")
+            continue
+        names.add(name)
+        try:
+            memory = parse_size(engine.pop("memory", None))
+            specs.append(StageSpec(kind=kind, name=name, memory=memory, params=params, **engine))
+        except (ValidationError, ValueError) as e:
+            errors.append(f"{at}.{kind}: {e}")
+    return specs, errors
+
+
+def pipeline_from_dict(data: Any, source: str = "<pipeline>") -> PipelineConfig:
+    """Validate a parsed YAML document; raise ConfigError listing every problem at once."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with 'output' and 'stages'")
+    errors: list[str] = []
+    specs, stage_errors = parse_stages(data.get("stages"))
+    errors.extend(f"{source}: {e}" for e in stage_errors)
+    top = {k: v for k, v in data.items() if k != "stages"}
+    try:
+        cfg = PipelineConfig(**top, stages=specs)
+    except ValidationError as e:
+        errors.extend(f"{source}: {line}" for line in _format_pydantic(e, "", PipelineConfig))
+        cfg = None
+    if errors:
+        raise ConfigError("invalid pipeline:\n  " + "\n  ".join(s.replace(": .", ": ") for s in errors))
+    assert cfg is not None
+    return cfg
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: pipeline file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
+    return pipeline_from_dict(data, str(path))

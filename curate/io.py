@@ -1,0 +1,148 @@
+"""Atomic output files and commit markers.
+
+Every file appears complete or not at all: write to a temporary name in the same folder, flush and
+fsync, then rename (atomic on POSIX). A stage's commit marker is written last, after every part and
+its stats, so a folder with a marker is always whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COMMIT_MARKER = "_COMMITTED"
+TASKS_DIR = "_tasks"
+PARQUET_OPTS = dict(compression="zstd", compression_level=3, use_dictionary=["source", "domain",
+                                                                            "lang", "warc_file"])
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class AtomicParquetWriter:
+    """Streams batches into one Parquet file that only appears, complete, on `close()`."""
+
+    def __init__(self, path: Path, schema: pa.Schema | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = _tmp_name(self.path)
+        self.schema = schema
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0 and self._writer is not None:
+            return
+        if self._writer is None:
+            self.schema = self.schema or table.schema
+            opts = dict(PARQUET_OPTS)
+            opts["use_dictionary"] = [c for c in opts["use_dictionary"] if c in self.schema.names]
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, **opts)
+        if table.schema != self.schema:
+            table = table.select(self.schema.names).cast(self.schema)
+        self._writer.write_table(table, row_group_size=10_000)
+        self.rows += table.num_rows
+
+    def close(self) -> bool:
+        """Publish the file; returns False (and writes nothing) if no batch was ever written."""
+        if self._writer is None:
+            return False
+        self._writer.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        _fsync_dir(self.path.parent)
+        return True
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - we are already failing; keep the first error
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicParquetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def is_committed(folder: Path) -> bool:
+    return (Path(folder) / COMMIT_MARKER).is_file()
+
+
+def commit(folder: Path, info: dict[str, Any]) -> None:
+    write_json_atomic(Path(folder) / COMMIT_MARKER, info)
+
+
+def read_commit(folder: Path) -> dict[str, Any]:
+    return read_json(Path(folder) / COMMIT_MARKER)
+
+
+def reset_folder(folder: Path) -> None:
+    """Remove a stage folder entirely (used by --force and for stale uncommitted group stages)."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def parquet_parts(folder: Path) -> list[str]:
+    return sorted(str(p) for p in Path(folder).glob("part-*.parquet"))
+
+
+def remove_stale_parts(folder: Path, keep: Iterable[str]) -> int:
+    """Delete parts (and temporaries) not produced by this run's committed tasks."""
+    keep = set(keep)
+    removed = 0
+    for p in Path(folder).glob("part-*.parquet"):
+        if p.name not in keep:
+            p.unlink()
+            removed += 1
+    for p in Path(folder).glob(".part-*.tmp-*"):
+        p.unlink(missing_ok=True)
+    return removed

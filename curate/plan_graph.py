@@ -1,0 +1,97 @@
+"""Turns the ordered stage list into segments: the units the runner executes and commits.
+
+A segment has a head (a Source reading inputs, a Grouper shuffling the previous output, or nothing:
+the previous output read back from Parquet) and a body of row-wise stages fused into the same
+tasks. A segment ends at a stage that checkpoints; its output folder is named after that stage.
+Column contracts are checked here, before any work: a stage needing a column nothing provides is
+an error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from curate.config import ConfigError, PipelineConfig, StageSpec
+from curate.registry import processor_class
+from processors.base import Grouper, Source
+from processors.schema import DOCUMENT_FIELDS
+
+CLUSTER_KINDS_BASE = "ClusterDedup"  # base-class name of whole-graph dedup processors
+
+
+def is_cluster_kind(kind: str) -> bool:
+    return any(c.__name__ == CLUSTER_KINDS_BASE for c in processor_class(kind).__mro__)
+
+
+@dataclass
+class Segment:
+    head: StageSpec | None
+    body: list[StageSpec] = field(default_factory=list)
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return ([self.head] if self.head else []) + self.body
+
+    @property
+    def name(self) -> str:
+        return self.stages[-1].name
+
+    @property
+    def mode(self) -> str:
+        if self.head is None:
+            return "parquet"
+        cls = processor_class(self.head.kind)
+        if issubclass(cls, Source):
+            return "source"
+        if is_cluster_kind(self.head.kind):
+            return "cluster"
+        if issubclass(cls, Grouper):
+            return "group"
+        return "parquet"
+
+
+def _checkpoints(spec: StageSpec) -> bool:
+    if spec.checkpoint is not None:
+        return spec.checkpoint
+    return processor_class(spec.kind).checkpoint_default
+
+
+def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segment]:
+    segments: list[Segment] = []
+    current: Segment | None = None
+    for i, spec in enumerate(cfg.stages):
+        cls = processor_class(spec.kind)
+        whole_dataset = issubclass(cls, (Source, Grouper)) or is_cluster_kind(spec.kind)
+        if issubclass(cls, Source) and i != 0:
+            raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) reads inputs, so it must be the "
+                              "first stage")
+        if whole_dataset:
+            if current is not None:
+                segments.append(current)
+            current = Segment(head=spec)
+        else:
+            if current is None:
+                current = Segment(head=None)
+            current.body.append(spec)
+        if _checkpoints(spec):
+            segments.append(current)
+            current = None
+    if current is not None:
+        segments.append(current)
+    check_columns(cfg, source)
+    return segments
+
+
+def check_columns(cfg: PipelineConfig, source: str = "<pipeline>") -> None:
+    """Every stage's required columns must be provided by the input schema or an earlier stage."""
+    available = {f.name for f in DOCUMENT_FIELDS}
+    first = processor_class(cfg.stages[0].kind)
+    if not issubclass(first, Source):
+        available |= {"*"}  # Parquet input: its columns are only known at run time
+    for i, spec in enumerate(cfg.stages):
+        cls = processor_class(spec.kind)
+        missing = [c for c in cls.requires if c not in available and "*" not in available]
+        if missing:
+            raise ConfigError(
+                f"{source}: stages[{i}] ({spec.kind}) needs column(s) {missing} that no earlier "
+                f"stage provides; available: {sorted(available)}")
+        available |= set(cls.provides)

@@ -1,0 +1,60 @@
+"""The Ray side of a segment: callable classes Ray Data runs in an actor pool.
+
+Each actor builds its processors and calls `setup()` once (so models load once per worker), then
+handles many tasks. Every call returns small JSON task records, never documents: documents go
+straight from the worker to Parquet, and the driver only sums stats.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+from curate.chain import Chain
+from curate.config import StageSpec
+
+
+def _records(recs: list[dict]) -> pa.Table:
+    return pa.table({"record": pa.array([json.dumps(r) for r in recs], type=pa.string())})
+
+
+class FileTaskWorker:
+    """Runs the whole segment for each input URI it is handed (one output part per input)."""
+
+    def __init__(self, head: StageSpec | None, body: list[StageSpec], out_dir: str) -> None:
+        self.chain = Chain(head, body)
+        self.chain.setup()
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return _records([self.chain.run_file_task(u, self.out_dir) for u in batch["uri"].to_pylist()])
+
+
+# Steps around a shuffle run as plain tasks, not actor pools: Ray Data starts every actor pool
+# of a plan up front, and actors holding all CPUs would starve the shuffle's own tasks (a
+# deadlock seen with two pools on two CPUs). Ray reuses worker processes, so a per-process cache
+# still loads each processor once per worker.
+_CHAINS: dict[str, Chain] = {}
+
+
+def _cached_chain(head: StageSpec, body: list[StageSpec]) -> Chain:
+    key = json.dumps([head.model_dump(mode="json")] + [b.model_dump(mode="json") for b in body],
+                     sort_keys=True)
+    chain = _CHAINS.get(key)
+    if chain is None:
+        chain = Chain(head, body)
+        chain.setup()
+        _CHAINS[key] = chain
+    return chain
+
+
+def add_group_key(batch: pa.Table, head: StageSpec) -> pa.Table:
+    """Adds a Grouper's key column so the engine can hash-partition on it."""
+    return _cached_chain(head, []).head.add_key(batch)
+
+
+def reduce_partition(partition: pa.Table, head: StageSpec, body: list[StageSpec],
+                     out_dir: str) -> pa.Table:
+    """Reduces one hash partition (all rows sharing a key are in it) and writes one part."""
+    return _records([_cached_chain(head, body).run_group_task(partition, Path(out_dir))])

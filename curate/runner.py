@@ -1,0 +1,308 @@
+"""Runs a validated pipeline on Ray: segment by segment, committed, resumable.
+
+For each segment the runner (1) skips it if its folder is committed with the same fingerprint,
+(2) otherwise runs its tasks on Ray Data, skipping tasks whose marker shows they finished before a
+crash, (3) writes `stats.json` for each of its stages and (4) writes the commit marker last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from curate.chain import done_tasks, load_task_records, task_id
+from curate.config import ConfigError, PipelineConfig
+from curate.io import (
+    commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
+    write_json_atomic,
+)
+from curate.plan_graph import Segment, build_segments
+from curate.stats import StageStats, merge
+from processors.base import ProcessorError, Source
+from processors.uris import expand_all
+
+log = logging.getLogger("curate")
+RUNNING_MARKER = "_RUNNING"
+
+
+@dataclass
+class RunOptions:
+    resume: bool = True  # skip committed segments (and finished tasks of an interrupted one)
+    force: bool = False  # redo every segment from scratch
+    address: str | None = None  # Ray cluster; overrides the YAML's ray.address
+    progress: bool = True
+    workers: int | None = None  # parallel workers per stage; default: the cluster's CPUs
+
+
+@dataclass
+class RunResult:
+    output: Path
+    final_dir: Path
+    stats: list[StageStats] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+# ---------------------------------------------------------------- Ray lifecycle
+@contextmanager
+def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
+    """Join a cluster (address given), reuse an initialised Ray, or start an embedded one."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        address = opts.address or cfg.ray.address
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                      configure_logging=False)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_memory,
+                     **kwargs)
+        started = True
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours is per task and counts documents
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _workers(cfg: PipelineConfig, opts: RunOptions, seg: Segment) -> int:
+    import ray
+
+    asked = [s.concurrency for s in seg.stages if s.concurrency]
+    if asked:
+        return min(asked)
+    if opts.workers or cfg.ray.workers:
+        return int(opts.workers or cfg.ray.workers)
+    cpus = max(s.num_cpus for s in seg.stages)
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+
+
+def _remote_args(seg: Segment) -> dict[str, Any]:
+    args: dict[str, Any] = {"num_cpus": max(s.num_cpus for s in seg.stages)}
+    mem = [s.memory for s in seg.stages if s.memory]
+    if mem:
+        args["memory"] = max(mem)
+    return args
+
+
+# ---------------------------------------------------------------- progress
+class Progress:
+    """Tasks done and documents written; a live bar on a terminal, a line a minute otherwise."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.label, self.total, self.done, self.docs = label, total, 0, 0
+        self.enabled = enabled
+        self._bar = None
+        self._last = time.monotonic()
+        if enabled and sys.stderr.isatty():
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
+                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TextColumn("{task.fields[docs]:,} docs"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+            self._task = self._bar.add_task(label, total=total, docs=0)
+            self._bar.start()
+
+    def update(self, docs: int) -> None:
+        self.done += 1
+        self.docs += docs
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, docs=self.docs)
+        elif self.enabled and (time.monotonic() - self._last > 60 or self.done == self.total):
+            self._last = time.monotonic()
+            print(f"[{self.label}] {self.done}/{self.total} tasks, {self.docs:,} docs",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# ---------------------------------------------------------------- segments
+def _fingerprint(seg: Segment, upstream: str, cfg: PipelineConfig) -> str:
+    payload = {
+        "stages": [s.model_dump(mode="json") for s in seg.stages],
+        "upstream": upstream,
+        "seed": cfg.seed,
+    }
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare_folder(out_dir: Path, fingerprint: str, opts: RunOptions, mode: str) -> None:
+    """Start clean unless an interrupted run with the same fingerprint left finished tasks."""
+    running = out_dir / RUNNING_MARKER
+    same = running.is_file() and read_json(running).get("fingerprint") == fingerprint
+    if opts.force or not opts.resume or not same or mode in ("group", "cluster"):
+        reset_folder(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(running, {"fingerprint": fingerprint, "pid": os.getpid()})
+
+
+def _collect(ds, progress: Progress) -> list[dict[str, Any]]:
+    recs = []
+    for row in ds.iter_rows():
+        rec = json.loads(row["record"])
+        recs.append(rec)
+        progress.update(rec.get("rows", 0))
+    return recs
+
+
+def _run_file_segment(seg: Segment, inputs: list[str], out_dir: Path, workers: int,
+                      opts: RunOptions) -> list[dict[str, Any]]:
+    import ray
+    from curate.ray_tasks import FileTaskWorker
+
+    todo = [u for u in inputs if u not in done_tasks(out_dir, inputs)] if opts.resume else inputs
+    progress = Progress(seg.name, len(inputs), opts.progress)
+    progress.done = len(inputs) - len(todo)
+    try:
+        if todo:
+            ds = ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=len(todo))
+            ds = ds.map_batches(
+                FileTaskWorker,
+                fn_constructor_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir)),
+                batch_size=1, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
+                **_remote_args(seg),
+            )
+            _collect(ds, progress)
+    finally:
+        progress.close()
+    wanted = {task_id(u) for u in inputs}
+    return [r for r in load_task_records(out_dir) if r["task"] in wanted]
+
+
+def _num_partitions(parts: list[str], workers: int) -> int:
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    # Independent of the CPU count, so 1 and 2 CPUs give the same partitions and output parts.
+    return max(8, -(-rows // 100_000))
+
+
+def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: int,
+                       opts: RunOptions) -> list[dict[str, Any]]:
+    import ray
+    from curate.ray_tasks import add_group_key, reduce_partition
+
+    if not parts:
+        return []
+    n = _num_partitions(parts, workers)
+    key = seg.head.build().key_column
+    progress = Progress(seg.name, n, opts.progress)
+    try:
+        ds = ray.data.read_parquet(parts)
+        ds = ds.map_batches(add_group_key, fn_kwargs=dict(head=seg.head), batch_format="pyarrow",
+                            **_remote_args(seg))
+        # Hash repartitioning emits each partition as one block, so a reducer sees every row of
+        # its keys at once.
+        ds = ds.repartition(n, keys=[key])
+        ds = ds.map_batches(
+            reduce_partition, fn_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir)),
+            batch_size=None, batch_format="pyarrow", **_remote_args(seg),
+        )
+        _collect(ds, progress)
+    finally:
+        progress.close()
+    return load_task_records(out_dir)
+
+
+def _stage_dir(output: Path, name: str) -> Path:
+    return output / name
+
+
+def _write_stage_stats(output: Path, seg: Segment, stats: dict[str, StageStats], wall: float) -> None:
+    for spec in seg.stages:
+        s = stats.get(spec.name) or StageStats(stage=spec.name, kind=spec.kind)
+        s.wall_s = wall
+        stats[spec.name] = s
+        write_json_atomic(_stage_dir(output, spec.name) / "stats.json", s.to_dict())
+
+
+def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
+                 source: str = "<pipeline>") -> RunResult:
+    opts = opts or RunOptions()
+    t_start = time.monotonic()
+    segments = build_segments(cfg, source)
+    output = Path(cfg.output)
+    # Fail loudly before any work: every processor loads what it needs once on the driver.
+    processors = {}
+    for spec in cfg.stages:
+        proc = spec.build()
+        try:
+            proc.check()
+        except ProcessorError as e:
+            raise ProcessorError(f"stage {spec.name!r} ({spec.kind}): {e}") from None
+        processors[spec.name] = proc
+    head = processors[cfg.stages[0].name]
+    if isinstance(head, Source):
+        inputs = head.list_inputs(cfg.inputs)
+    else:
+        inputs = expand_all(cfg.inputs, suffixes=(".parquet",))
+    if not inputs:
+        raise ConfigError(f"{source}: no input files (inputs: {cfg.inputs})")
+
+    all_stats: list[StageStats] = []
+    upstream = hashlib.sha1(json.dumps(inputs).encode()).hexdigest()
+    prev_parts = inputs
+    with ray_context(cfg, opts):
+        for seg in segments:
+            out_dir = _stage_dir(output, seg.name)
+            fp = _fingerprint(seg, upstream, cfg)
+            if opts.resume and not opts.force and is_committed(out_dir):
+                info = read_commit(out_dir)
+                if info.get("fingerprint") != fp:
+                    raise ConfigError(
+                        f"stage {seg.name!r} in {output} was committed by a run with other inputs "
+                        f"or settings; rerun with --force to redo it, or choose another output")
+                for spec in seg.stages:
+                    s = StageStats.from_dict(read_json(_stage_dir(output, spec.name) / "stats.json"))
+                    s.counters["skipped_resumed"] = 1
+                    all_stats.append(s)
+                log.info("stage %s: committed, skipped", seg.name)
+            else:
+                t0 = time.monotonic()
+                _prepare_folder(out_dir, fp, opts, seg.mode)
+                workers = _workers(cfg, opts, seg)
+                if seg.mode in ("source", "parquet"):
+                    records = _run_file_segment(seg, prev_parts, out_dir, workers, opts)
+                elif seg.mode == "group":
+                    records = _run_group_segment(seg, prev_parts, out_dir, workers, opts)
+                else:
+                    from curate.cluster_runner import run_cluster_segment
+                    records = run_cluster_segment(seg, prev_parts, out_dir, workers, opts)
+                stats = merge(r["stats"] for r in records)
+                _write_stage_stats(output, seg, stats, time.monotonic() - t0)
+                parts = [r["part"] for r in records if r.get("part")]
+                remove_stale_parts(out_dir, parts)
+                rows = sum(r["rows"] for r in records)
+                commit(out_dir, {
+                    "fingerprint": fp, "stages": [s.name for s in seg.stages], "parts": len(parts),
+                    "rows": rows, "tasks": len(records),
+                    "finished_at": datetime.now(timezone.utc).isoformat(),
+                })
+                (out_dir / RUNNING_MARKER).unlink(missing_ok=True)
+                all_stats.extend(stats[s.name] for s in seg.stages)
+            upstream = fp
+            prev_parts = parquet_parts(out_dir)
+    result = RunResult(output=output, final_dir=_stage_dir(output, segments[-1].name),
+                       stats=all_stats, wall_s=time.monotonic() - t_start)
+    write_json_atomic(output / "summary.json", {
+        "pipeline": cfg.name, "final": str(result.final_dir), "wall_s": round(result.wall_s, 3),
+        "stages": [s.to_dict() for s in all_stats],
+    })
+    return result

@@ -1,0 +1,98 @@
+"""Per-stage statistics: documents in/out, bytes, drops by named reason, time.
+
+Workers produce one `StageStats` per stage per task; the driver sums them. Summing plain counters
+(rather than incrementing a shared actor) keeps stats exactly-once: a retried task's first attempt
+never reports, so nothing is counted twice.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def text_bytes(table: pa.Table) -> int:
+    """UTF-8 bytes of the `text` column (0 when there is none)."""
+    if "text" not in table.column_names or table.num_rows == 0:
+        return 0
+    lengths = pc.binary_length(table["text"])
+    return int(pc.sum(lengths).as_py() or 0)
+
+
+@dataclass
+class StageStats:
+    stage: str
+    kind: str
+    docs_in: int = 0
+    docs_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    drops: Counter = field(default_factory=Counter)
+    counters: Counter = field(default_factory=Counter)
+    busy_s: float = 0.0  # summed worker seconds spent in this stage
+    wall_s: float = 0.0  # driver wall time of the segment the stage ran in
+    tasks: int = 0
+
+    def add(self, other: "StageStats") -> None:
+        self.docs_in += other.docs_in
+        self.docs_out += other.docs_out
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.drops.update(other.drops)
+        self.counters.update(other.counters)
+        self.busy_s += other.busy_s
+        self.tasks += other.tasks
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["drops"] = dict(sorted(self.drops.items()))
+        d["counters"] = dict(sorted(self.counters.items()))
+        d["dropped"] = sum(self.drops.values())
+        d["busy_s"] = round(self.busy_s, 3)
+        d["wall_s"] = round(self.wall_s, 3)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StageStats":
+        return cls(
+            stage=d["stage"], kind=d["kind"], docs_in=d["docs_in"], docs_out=d["docs_out"],
+            bytes_in=d["bytes_in"], bytes_out=d["bytes_out"], drops=Counter(d.get("drops", {})),
+            counters=Counter(d.get("counters", {})), busy_s=d.get("busy_s", 0.0),
+            wall_s=d.get("wall_s", 0.0), tasks=d.get("tasks", 0),
+        )
+
+
+def merge(parts: Iterable[dict[str, Any]]) -> dict[str, StageStats]:
+    """Sum per-task stats dicts (stage name → dict) into one StageStats per stage, in order."""
+    out: dict[str, StageStats] = {}
+    for task in parts:
+        for name, d in task.items():
+            s = StageStats.from_dict(d)
+            if name in out:
+                out[name].add(s)
+            else:
+                out[name] = s
+    return out
+
+
+def summary_table(stats: list[StageStats], title: str = "curate run summary"):
+    """A rich Table: one row per stage with in/out, drops by reason and time."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col, justify in [("stage", "left"), ("kind", "left"), ("docs in", "right"),
+                         ("docs out", "right"), ("dropped", "right"), ("MB out", "right"),
+                         ("wall s", "right"), ("drop reasons / notes", "left")]:
+        table.add_column(col, justify=justify)
+    for s in stats:
+        reasons = ", ".join(f"{k}={v}" for k, v in s.drops.most_common())
+        notes = s.counters.get("skipped_resumed")
+        if notes:
+            reasons = (reasons + "; " if reasons else "") + "resumed from commit"
+        table.add_row(s.stage, s.kind, f"{s.docs_in:,}", f"{s.docs_out:,}",
+                      f"{sum(s.drops.values()):,}", f"{s.bytes_out / 1e6:,.2f}",
+                      f"{s.wall_s:,.1f}", reasons or "-")
+    return table

@@ -1,0 +1,208 @@
+"""The stage contract: small classes over Arrow batches that know nothing about Ray.
+
+A processor is built from its own typed parameters (a pydantic model), loads anything heavy in
+`setup()` (called once per worker), and turns one `pyarrow.Table` into a `BatchResult`: the rows
+it keeps plus counters. The engine runs processors on Ray, sums the counters, writes the stats.
+
+Four kinds:
+- `Source`   turns one input URI into batches of documents (WARC, JSONL, Parquet, ...).
+- `Mapper`   adds or rewrites columns; never drops a row.
+- `Filter`   returns a keep mask and a reason for each dropped row; the base class counts reasons.
+- `Grouper`  a whole-dataset step: `add_key` runs row-wise, the engine co-locates all rows that share
+             a key (hash partitioning), then `reduce` sees each partition (exact dedup, ...).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+
+class Params(BaseModel):
+    """Base of every processor's parameters: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProcessorError(RuntimeError):
+    """A clear, user-facing error (missing model, bad parameter) raised before work starts."""
+
+
+@dataclass
+class BatchResult:
+    """What one processor call returns.
+
+    `drops` maps a named reason to the number of rows dropped for it. `counters` holds any other
+    per-stage figure worth summing (bytes read, records skipped, candidate pairs, ...).
+    """
+
+    table: pa.Table
+    drops: Counter = field(default_factory=Counter)
+    counters: Counter = field(default_factory=Counter)
+
+
+class Processor:
+    """Base of all processors. Subclasses set `kind`, `Params`, `requires` and `provides`."""
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+    requires: ClassVar[tuple[str, ...]] = ()  # columns that must exist in the input
+    provides: ClassVar[tuple[str, ...]] = ()  # columns this processor adds
+    # Whether the engine writes this stage's output (Parquet + commit marker) unless the YAML says
+    # otherwise. Expensive or whole-dataset steps checkpoint; cheap row-wise filters fuse forward.
+    checkpoint_default: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    def setup(self) -> None:
+        """Load models or other heavy state; the engine calls it once per worker before any batch."""
+
+    def check(self) -> None:
+        """Fail loudly before any work starts if a dependency, model or file is missing.
+
+        Called once on the driver. Default: run `setup()`, which loads whatever is needed.
+        """
+        self.setup()
+
+
+class Mapper(Processor):
+    """Adds or rewrites columns of every row."""
+
+    def map(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        return BatchResult(self.map(batch))
+
+
+class Filter(Processor):
+    """Keeps or drops rows. Implement `decide`; counting per reason is done here."""
+
+    def decide(self, batch: pa.Table) -> tuple[np.ndarray, Sequence[str | None]]:
+        """Return (keep mask of bool, reason per row: None where kept)."""
+        raise NotImplementedError
+
+    def annotate(self, batch: pa.Table) -> pa.Table:
+        """Columns to add before deciding (e.g. `lang`, `lang_score`); default: none."""
+        return batch
+
+    def process(self, batch: pa.Table) -> BatchResult:
+        batch = self.annotate(batch)
+        if batch.num_rows == 0:
+            return BatchResult(batch)
+        keep, reasons = self.decide(batch)
+        keep = np.asarray(keep, dtype=bool)
+        drops: Counter = Counter(r for r, k in zip(reasons, keep) if not k)
+        if None in drops:  # a dropped row must always carry a reason
+            drops[f"{self.kind}"] += drops.pop(None)
+        return BatchResult(batch.filter(pa.array(keep)), drops)
+
+
+class Source(Processor):
+    """Turns one input URI into batches of documents.
+
+    `read` yields BatchResults; records it could not use are counted in `drops` under a reason
+    (`truncated_record`, `not_html`, ...), never silently skipped.
+    """
+
+    checkpoint_default: ClassVar[bool] = True
+
+    def read(self, uri: str) -> Iterator[BatchResult]:
+        raise NotImplementedError
+
+    def accepts(self, uri: str) -> bool:
+        """Whether this source reads the given URI (used to route inputs)."""
+        return True
+
+    def list_inputs(self, patterns: list[str]) -> list[str]:
+        """Expand globs, folders and listings into the URIs `read` will be called with.
+
+        Runs once on the driver; a pattern that matches nothing is an error, not an empty run.
+        """
+        from processors.uris import expand_all
+
+        return expand_all(patterns)
+
+
+class Grouper(Processor):
+    """A whole-dataset step over hash partitions of `key_column`."""
+
+    key_column: ClassVar[str] = "_key"
+    checkpoint_default: ClassVar[bool] = True
+
+    def add_key(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    def reduce(self, partition: pa.Table) -> BatchResult:
+        """`partition` holds every row whose key hashes to it; drop the key column in the output."""
+        raise NotImplementedError
+
+
+def merge_counters(results: Sequence[BatchResult]) -> dict[str, Any]:
+    drops: Counter = Counter()
+    counters: Counter = Counter()
+    for r in results:
+        drops.update(r.drops)
+        counters.update(r.counters)
+    return {"drops": dict(drops), "counters": dict(counters)}
+
+
+class ClusterDedup(Processor):
+    """A whole-dataset near-duplicate step: rows the processor links, directly or through other
+    rows, form a cluster, and one survivor per cluster is kept.
+
+    The engine (`curate.cluster_dedup.run_cluster_dedup`) calls these hooks on workers, batch by
+    batch, and does all the distributed work itself (shuffles, connected components, joins):
+
+    1. `annotate(batch)` adds the columns the later hooks read (signatures, ranks); never drops.
+    2. `buckets(batch)` gives, for each row, any number of 64-bit bucket keys. Rows that share a
+       key are candidate duplicates; the engine co-locates them by hash partitioning on the key.
+    3. `payload(batch)` is an optional per-row value the engine carries with every bucket entry,
+       so that `verify` can check a candidate pair inside its bucket, without a join.
+    4. `verify(left, right)` takes two aligned payload arrays and says which pairs are real
+       duplicates (only called when `payload` is not None).
+    5. `survivor_keys()` orders the rows of a cluster; the first one survives. The engine adds
+       `id` ascending as the final tie-break, so the choice is deterministic.
+
+    The engine removes `internal_columns()`, adds `cluster_column` (the survivor's `id`; a row
+    linked to nothing is its own cluster) and counts every other row of a cluster under
+    `drop_reason`.
+    """
+
+    drop_reason: ClassVar[str] = "near_duplicate"
+    cluster_column: ClassVar[str] = "cluster_id"
+    provides: ClassVar[tuple[str, ...]] = ("cluster_id",)
+    # With verification, a row in a bucket is checked against at most this many other rows of
+    # the bucket (the first ones in a deterministic order); smaller buckets are checked in full.
+    verify_anchors: ClassVar[int] = 8
+
+    def annotate(self, batch: pa.Table) -> BatchResult:
+        raise NotImplementedError
+
+    def buckets(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """(row index into `batch` as int64, bucket key as uint64), equal lengths."""
+        raise NotImplementedError
+
+    def payload(self, batch: pa.Table) -> pa.Array | None:
+        return None
+
+    def verify(self, left: pa.Array, right: pa.Array) -> np.ndarray:
+        return np.ones(len(left), dtype=bool)
+
+    def survivor_keys(self) -> list[tuple[str, str]]:
+        """[(column, "ascending" | "descending"), ...] over columns present after `annotate`."""
+        return []
+
+    def internal_columns(self) -> tuple[str, ...]:
+        """Columns added by `annotate` that must not reach the output."""
+        return ()
+
+    @property
+    def side_output(self) -> bool:
+        """Whether the dropped rows should be kept available for inspection."""
+        return False

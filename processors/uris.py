@@ -1,0 +1,60 @@
+"""Local paths and remote URIs (s3://, https://, ...) through one filesystem layer: fsspec."""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import fsspec
+
+_GLOB_CHARS = set("*?[")
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def expand_glob(pattern: str, suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Expand one pattern to a sorted list of files.
+
+    A directory expands to the files inside it whose names end with one of `suffixes` (all files
+    when none are given). A local pattern that matches nothing is an error naming the pattern: a
+    typo must not turn into an empty run.
+    """
+    if is_remote(pattern):
+        fs, _, paths = fsspec.get_fs_token_paths(pattern)
+        protocol = pattern.split("://", 1)[0]
+        if any(c in pattern for c in _GLOB_CHARS):
+            found = sorted(fs.glob(pattern.split("://", 1)[1]) if protocol not in ("http", "https")
+                           else fs.glob(pattern))
+            return [p if "://" in p else f"{protocol}://{p}" for p in found]
+        return [pattern]
+    path = pattern[len("file://"):] if pattern.startswith("file://") else pattern
+    path = os.path.expanduser(path)
+    if any(c in path for c in _GLOB_CHARS):
+        matches = sorted(glob.glob(path, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"input pattern {pattern!r} matches no file")
+    else:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"input {pattern!r} does not exist")
+        matches = [path]
+    files: list[str] = []
+    for m in matches:
+        if os.path.isdir(m):
+            inner = sorted(str(p) for p in Path(m).rglob("*") if p.is_file()
+                           and not p.name.startswith((".", "_"))
+                           and (not suffixes or p.name.endswith(suffixes)))
+            files.extend(inner)
+        else:
+            files.append(m)
+    return [os.path.abspath(f) for f in files]
+
+
+def expand_all(patterns: list[str], suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Expand every pattern, keep first-seen order, drop repeats."""
+    seen: dict[str, None] = {}
+    for p in patterns:
+        for f in expand_glob(p, suffixes):
+            seen.setdefault(f, None)
+    return list(seen)
