@@ -65,9 +65,9 @@ def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, wo
         result = run_pipeline(cfg, opts, source)
     except (ConfigError, ProcessorError, FileNotFoundError) as e:
         _fail(str(e))
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(summary_table(result.stats, title=f"{cfg.name}: {result.wall_s:.1f} s"))
-    out.print(f"output: {result.final_dir}  (stats per stage in {result.output}/<stage>/stats.json)")
+    out.print(f"output: {result.final_dir}  (stats per stage in {result.output}/<stage>/_stats.json)")
 
 
 def _adhoc(name: str, inputs: list[str], output: Path, stages: list[dict[str, Any]], seed: int,

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 COMMIT_MARKER = "_COMMITTED"
+# Underscore-prefixed like every non-data file, so `pyarrow.dataset(stage_folder)` loads the folder.
+STATS_FILE = "_stats.json"
 TASKS_DIR = "_tasks"
 PARQUET_OPTS = dict(compression="zstd", compression_level=3, use_dictionary=["source", "domain",
                                                                             "lang", "warc_file"])

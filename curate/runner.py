@@ -2,7 +2,7 @@
 
 For each segment the runner (1) skips it if its folder is committed with the same fingerprint,
 (2) otherwise runs its tasks on Ray Data, skipping tasks whose marker shows they finished before a
-crash, (3) writes `stats.json` for each of its stages and (4) writes the commit marker last.
+crash, (3) writes `_stats.json` for each of its stages and (4) writes the commit marker last.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from curate.chain import done_tasks, load_task_records, task_id
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
-    commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
+    STATS_FILE, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
@@ -71,7 +71,8 @@ def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours is per task and counts documents
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Ray Data narrates every execution at INFO/WARNING; our summary and progress say what matters.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -230,7 +231,7 @@ def _write_stage_stats(output: Path, seg: Segment, stats: dict[str, StageStats],
         s = stats.get(spec.name) or StageStats(stage=spec.name, kind=spec.kind)
         s.wall_s = wall
         stats[spec.name] = s
-        write_json_atomic(_stage_dir(output, spec.name) / "stats.json", s.to_dict())
+        write_json_atomic(_stage_dir(output, spec.name) / STATS_FILE, s.to_dict())
 
 
 def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
@@ -270,7 +271,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                         f"stage {seg.name!r} in {output} was committed by a run with other inputs "
                         f"or settings; rerun with --force to redo it, or choose another output")
                 for spec in seg.stages:
-                    s = StageStats.from_dict(read_json(_stage_dir(output, spec.name) / "stats.json"))
+                    s = StageStats.from_dict(read_json(_stage_dir(output, spec.name) / STATS_FILE))
                     s.counters["skipped_resumed"] = 1
                     all_stats.append(s)
                 log.info("stage %s: committed, skipped", seg.name)

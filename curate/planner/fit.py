@@ -1,0 +1,212 @@
+"""Fitting the mixture law to proxy runs: base constants plus each pool's q_i and R*_i.
+
+As in Hoffmann et al. (approach 3) and Muennighoff et al.'s datablations fits: minimise the Huber
+loss (delta = 1e-3) between log predicted and log measured loss, with L-BFGS from a grid of
+starting points, keeping the best. The prediction is written in log-sum-exp form,
+
+    log L = LSE(e, a - alpha log N, b - beta log D_eff),   E, A, B = exp(e), exp(a), exp(b),
+
+which keeps the optimiser in a well-scaled space. q of a reference pool is fixed to 1 (only
+ratios of q are identifiable from loss). Intervals come from a bootstrap over runs.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+from scipy.special import logsumexp
+from scipy.stats import spearmanr
+
+from .laws import LawConstants
+from .mixture import MixtureLaw
+
+HUBER_DELTA = 1e-3
+
+
+@dataclass
+class Observation:
+    """One proxy run as the fitter sees it: N, tokens and unique tokens per pool, measured loss."""
+
+    N: float
+    tokens: np.ndarray  # per pool
+    unique: np.ndarray  # per pool (sample size the run drew from)
+    loss: float
+    name: str = ""
+
+
+def _deff(tokens: np.ndarray, unique: np.ndarray, q: np.ndarray, rstar: np.ndarray) -> np.ndarray:
+    """Vectorised D_eff over runs: tokens, unique are [runs, pools]."""
+    u = np.where(unique > 0, unique, 1.0)
+    r = np.maximum(tokens / u - 1.0, 0.0)
+    rep = u + u * rstar[None, :] * (-np.expm1(-r / rstar[None, :]))
+    dprime = np.where(tokens <= unique, tokens, rep)
+    return dprime @ q
+
+
+def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r**2, delta * (a - 0.5 * delta))
+
+
+@dataclass
+class FitResult:
+    names: list[str]
+    ref: str
+    theta: np.ndarray
+    objective: float
+    n_obs: int
+    n_starts: int
+    bootstrap: dict = field(default_factory=dict)  # name -> [samples]
+
+    # theta layout: e, a, b, alpha, beta, log q (non-ref pools, in order), log R* (all pools)
+    def _unpack(self) -> tuple[float, float, float, float, float, np.ndarray, np.ndarray]:
+        return unpack(self.theta, len(self.names), self.names.index(self.ref))
+
+    @property
+    def base(self) -> LawConstants:
+        e, a, b, al, be, _, _ = self._unpack()
+        return LawConstants("fitted", E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=al, beta=be,
+                            rstar_d=math.nan, rstar_n=math.inf)
+
+    @property
+    def quality(self) -> np.ndarray:
+        return self._unpack()[5]
+
+    @property
+    def rstar(self) -> np.ndarray:
+        return self._unpack()[6]
+
+    def law(self, unique_tokens: np.ndarray, base: LawConstants | None = None) -> MixtureLaw:
+        """The mixture law for pools of the given sizes, with fitted or preset base constants."""
+        fitted = base is None
+        return MixtureLaw(base or self.base, list(self.names), np.asarray(unique_tokens, float), self.quality,
+                          self.rstar, param_excess=not fitted)
+
+    def predict(self, obs: list[Observation]) -> np.ndarray:
+        return np.exp(_log_pred(self.theta, obs, self.names.index(self.ref)))
+
+    def intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+        return {k: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for k, v in self.bootstrap.items() if len(v)}
+
+    def to_dict(self) -> dict:
+        b = self.base
+        iv = self.intervals()
+        pools = []
+        for i, n in enumerate(self.names):
+            pools.append({"name": n, "quality": float(self.quality[i]), "rstar": float(self.rstar[i]),
+                          "quality_ci95": iv.get(f"q:{n}"), "rstar_ci95": iv.get(f"rstar:{n}")})
+        return {"ref_pool": self.ref, "base": {"E": b.E, "A": b.A, "B": b.B, "alpha": b.alpha, "beta": b.beta},
+                "base_ci95": {k: iv.get(k) for k in ("E", "A", "B", "alpha", "beta")},
+                "pools": pools, "objective": self.objective, "n_obs": self.n_obs, "n_starts": self.n_starts,
+                "n_bootstrap": len(next(iter(self.bootstrap.values()), []))}
+
+
+def unpack(theta: np.ndarray, k: int, ref: int):
+    e, a, b, al, be = theta[:5]
+    lq = np.insert(theta[5 : 5 + k - 1], ref, 0.0)
+    lr = theta[5 + k - 1 : 5 + 2 * k - 1]
+    return float(e), float(a), float(b), float(al), float(be), np.exp(lq), np.exp(lr)
+
+
+def _arrays(obs: list[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.array([o.N for o in obs], float), np.stack([o.tokens for o in obs]).astype(float),
+            np.stack([o.unique for o in obs]).astype(float), np.array([o.loss for o in obs], float))
+
+
+def _log_pred(theta: np.ndarray, obs, ref: int, arrays=None) -> np.ndarray:
+    N, X, U, _ = arrays if arrays is not None else _arrays(obs)
+    e, a, b, al, be, q, rs = unpack(theta, X.shape[1], ref)
+    d = _deff(X, U, q, rs)
+    terms = np.stack([np.full_like(N, e), a - al * np.log(N), b - be * np.log(d)])
+    return logsumexp(terms, axis=0)
+
+
+def _bounds(k: int) -> list[tuple[float, float]]:
+    return ([(-5.0, 3.0), (-10.0, 40.0), (-10.0, 40.0), (0.01, 2.5), (0.01, 2.5)]
+            + [(math.log(1e-3), math.log(1e3))] * (k - 1) + [(math.log(0.05), math.log(1e3))] * k)
+
+
+def _grid(k: int) -> list[np.ndarray]:
+    starts = []
+    for e, a, b, al, be, lr in itertools.product([-1.0, 0.5, 1.5], [0.0, 5.0, 10.0], [0.0, 5.0, 10.0],
+                                                 [0.2, 0.5], [0.2, 0.5], [math.log(2.0), math.log(15.0)]):
+        starts.append(np.array([e, a, b, al, be] + [0.0] * (k - 1) + [lr] * k))
+    return starts
+
+
+def _minimise(obs_arrays, ref: int, starts: list[np.ndarray], k: int) -> tuple[np.ndarray, float]:
+    N, X, U, L = obs_arrays
+    logL = np.log(L)
+
+    def obj(th: np.ndarray) -> float:
+        r = _log_pred(th, None, ref, obs_arrays) - logL
+        v = float(np.sum(huber(r)))
+        return v if math.isfinite(v) else 1e10
+
+    best, best_f = None, math.inf
+    bounds = _bounds(k)
+    for s in starts:
+        res = optimize.minimize(obj, s, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
+        if res.fun < best_f:
+            best, best_f = res.x, float(res.fun)
+    return best, best_f
+
+
+def fit_law(obs: list[Observation], names: list[str], ref: str | None = None, n_boot: int = 200, seed: int = 0,
+            starts: list[np.ndarray] | None = None) -> FitResult:
+    """Fit base constants and per-pool q_i, R*_i; bootstrap over runs for intervals."""
+    k = len(names)
+    ref = ref or names[0]
+    ri = names.index(ref)
+    arrays = _arrays(obs)
+    grid = starts or _grid(k)
+    theta, f = _minimise(arrays, ri, grid, k)
+    res = FitResult(list(names), ref, theta, f, len(obs), len(grid))
+    rng = np.random.default_rng(seed)
+    boot: dict[str, list[float]] = {f"q:{n}": [] for n in names} | {f"rstar:{n}": [] for n in names}
+    boot |= {k_: [] for k_ in ("E", "A", "B", "alpha", "beta")}
+    n = len(obs)
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        sub = tuple(x[idx] for x in arrays)
+        # Warm start at the full fit, plus two grid points, keeps the bootstrap cheap and stable.
+        extra = [grid[j] for j in rng.choice(len(grid), size=min(2, len(grid)), replace=False)]
+        th, _ = _minimise(sub, ri, [theta] + extra, k)
+        e, a, b, al, be, q, rs = unpack(th, k, ri)
+        for i, nm in enumerate(names):
+            boot[f"q:{nm}"].append(float(q[i]))
+            boot[f"rstar:{nm}"].append(float(rs[i]))
+        for key, v in zip(("E", "A", "B", "alpha", "beta"), (math.exp(e), math.exp(a), math.exp(b), al, be)):
+            boot[key].append(float(v))
+    res.bootstrap = boot
+    return res
+
+
+@dataclass
+class Validation:
+    names: list[str]
+    measured: np.ndarray
+    predicted: np.ndarray
+
+    @property
+    def spearman(self) -> float:
+        return float(spearmanr(self.predicted, self.measured).statistic)
+
+    @property
+    def mae(self) -> float:
+        return float(np.mean(np.abs(self.predicted - self.measured)))
+
+    def to_dict(self) -> dict:
+        return {"runs": [{"name": n, "measured": float(m), "predicted": float(p)}
+                         for n, m, p in zip(self.names, self.measured, self.predicted)],
+                "spearman": self.spearman, "mae": self.mae}
+
+
+def validate(fit: FitResult, held_out: list[Observation]) -> Validation:
+    """Predict runs no fit saw; Spearman and mean absolute error against the measurements."""
+    return Validation([o.name for o in held_out], np.array([o.loss for o in held_out]), fit.predict(held_out))

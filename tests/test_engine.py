@@ -1,0 +1,123 @@
+"""The runner on Ray: exact dedup against an independent computation, commits, resume, force."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from curate.config import ConfigError, pipeline_from_dict
+from curate.io import COMMIT_MARKER, STATS_FILE, TASKS_DIR
+from curate.runner import RunOptions, run_pipeline
+from processors.normalize import normalize_for_dedup
+
+
+def _docs(n: int, seed: int = 0) -> pa.Table:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        base = f"Paragraph {rng.randrange(n // 3)} tells the reader about things of note."
+        text = base if rng.random() < 0.5 else base.upper().replace(" ", "  ")
+        rows.append({"id": f"doc-{i:06d}", "source": "cc", "url": f"https://e.org/{i}",
+                     "domain": "e.org", "date": None, "text": text})
+    return pa.Table.from_pylist(rows)
+
+
+@pytest.fixture()
+def parquet_inputs(tmp_path: Path) -> tuple[list[str], pa.Table]:
+    table = _docs(3000)
+    paths = []
+    for k in range(3):
+        p = tmp_path / "in" / f"in-{k}.parquet"
+        p.parent.mkdir(exist_ok=True)
+        pq.write_table(table.slice(k * 1000, 1000), p)
+        paths.append(str(p))
+    return paths, table
+
+
+def _cfg(inputs, output, stages, **kw):
+    return pipeline_from_dict({"inputs": inputs, "output": str(output), "stages": stages, **kw})
+
+
+def _read(folder: Path) -> pa.Table:
+    return pads.dataset(str(folder), format="parquet").to_table()
+
+
+def test_exact_dedup_matches_independent_computation(ray_session, parquet_inputs, tmp_path):
+    paths, table = parquet_inputs
+    result = run_pipeline(_cfg(paths, tmp_path / "out", [{"exact_dedup": {}}]),
+                          RunOptions(progress=False))
+    out = _read(result.final_dir)
+    # Independent: for each normalised text, the smallest id survives.
+    expected: dict[str, str] = {}
+    for row in table.to_pylist():
+        key = normalize_for_dedup(row["text"])
+        expected[key] = min(expected.get(key, row["id"]), row["id"])
+    assert sorted(out["id"].to_pylist()) == sorted(expected.values())
+    stats = json.loads((tmp_path / "out" / "exact_dedup" / STATS_FILE).read_text())
+    assert stats["docs_in"] == 3000
+    assert stats["docs_out"] == len(expected)
+    assert stats["drops"] == {"exact_duplicate": 3000 - len(expected)}
+    assert (tmp_path / "out" / "exact_dedup" / COMMIT_MARKER).is_file()
+
+
+def test_resume_skips_committed_and_force_redoes(ray_session, parquet_inputs, tmp_path):
+    paths, _ = parquet_inputs
+    cfg = _cfg(paths, tmp_path / "out", [{"fineweb": {}}, {"exact_dedup": {}}])
+    first = run_pipeline(cfg, RunOptions(progress=False))
+    part_times = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("part-*.parquet")}
+    second = run_pipeline(cfg, RunOptions(progress=False))
+    assert all(s.counters.get("skipped_resumed") == 1 for s in second.stats)
+    assert {p: p.stat().st_mtime_ns for p in part_times} == part_times  # nothing rewritten
+    assert [s.docs_out for s in second.stats] == [s.docs_out for s in first.stats]
+    third = run_pipeline(cfg, RunOptions(progress=False, force=True))
+    assert not any(s.counters.get("skipped_resumed") for s in third.stats)
+    assert sorted(_read(third.final_dir)["id"].to_pylist()) == sorted(
+        _read(first.final_dir)["id"].to_pylist())
+
+
+def test_interrupted_segment_reruns_only_unfinished_tasks(ray_session, parquet_inputs, tmp_path):
+    paths, table = parquet_inputs
+    cfg = _cfg(paths, tmp_path / "out", [{"gopher_repetition": {"checkpoint": True}}])
+    full = run_pipeline(cfg, RunOptions(progress=False))
+    folder = full.final_dir
+    ids_full = sorted(_read(folder)["id"].to_pylist())
+    # Simulate a crash after two of three tasks: no commit, one task's marker and part missing.
+    fingerprint = json.loads((folder / COMMIT_MARKER).read_text())["fingerprint"]
+    (folder / COMMIT_MARKER).unlink()
+    markers = sorted((folder / TASKS_DIR).glob("*.json"))
+    victim = json.loads(markers[0].read_text())
+    markers[0].unlink()
+    (folder / victim["part"]).unlink()
+    kept_mtimes = {m.name: m.stat().st_mtime_ns for m in markers[1:]}
+    (folder / "_RUNNING").write_text(json.dumps({"fingerprint": fingerprint}))
+    again = run_pipeline(cfg, RunOptions(progress=False))
+    assert sorted(_read(again.final_dir)["id"].to_pylist()) == ids_full
+    assert {m.name: m.stat().st_mtime_ns for m in markers[1:]} == kept_mtimes  # not redone
+    assert again.stats[0].docs_in == table.num_rows  # stats still cover every task
+
+
+def test_changed_settings_refuse_stale_commit(ray_session, parquet_inputs, tmp_path):
+    paths, _ = parquet_inputs
+    run_pipeline(_cfg(paths, tmp_path / "out", [{"exact_dedup": {}}]), RunOptions(progress=False))
+    other = _cfg(paths, tmp_path / "out", [{"exact_dedup": {"normalize": False}}])
+    with pytest.raises(ConfigError, match="--force"):
+        run_pipeline(other, RunOptions(progress=False))
+
+
+def test_same_output_with_one_and_two_workers(ray_session, parquet_inputs, tmp_path):
+    paths, _ = parquet_inputs
+    stages = [{"fineweb": {}}, {"exact_dedup": {}}]
+    a = run_pipeline(_cfg(paths, tmp_path / "a", stages), RunOptions(progress=False, workers=1))
+    b = run_pipeline(_cfg(paths, tmp_path / "b", stages), RunOptions(progress=False, workers=2))
+    ta = _read(a.final_dir).sort_by("id")
+    tb = _read(b.final_dir).sort_by("id")
+    assert ta.equals(tb)
+    names_a = sorted(p.name for p in a.final_dir.glob("part-*.parquet"))
+    names_b = sorted(p.name for p in b.final_dir.glob("part-*.parquet"))
+    assert names_a == names_b
