@@ -189,6 +189,23 @@ def dedup(
 
 
 @app.command()
+def check(output: Path = typer.Argument(..., help="A run's output directory.")) -> None:
+    """Verify a finished run: every stage committed, parts match task records, ids unique, counts
+    match the stats. Exit code 1 on any problem."""
+    from curate.check import check_output
+
+    report = check_output(output)
+    for s in report.stages:
+        typer.echo(f"  {s['stage']}: " + ("committed" if s["committed"] else "NOT committed")
+                   + (f", {s['rows']:,} docs in {s['parts']} parts" if "rows" in s else ""))
+    for p in report.problems:
+        typer.echo(f"problem: {p}", err=True)
+    if not report.ok:
+        raise typer.Exit(code=1)
+    typer.echo(f"{output}: OK")
+
+
+@app.command()
 def stages() -> None:
     """List every stage kind with its parameters and defaults."""
     from curate.registry import registry

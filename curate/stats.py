@@ -88,7 +88,8 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
                          ("wall s", "right"), ("drop reasons / notes", "left")]:
         table.add_column(col, justify=justify)
     for s in stats:
-        reasons = ", ".join(f"{k}={v}" for k, v in s.drops.most_common())
+        # Reasons carry their stage's kind as a prefix in the stats; the row already names it.
+        reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}" for k, v in s.drops.most_common())
         notes = s.counters.get("skipped_resumed")
         if notes:
             reasons = (reasons + "; " if reasons else "") + "resumed from commit"

@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmarks: paths, peer virtualenvs, tables."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+VENVS = REPO / "benchmarks" / ".venvs"
+RESULTS = REPO / "benchmarks" / "results"
+CURATE = str(Path(sys.executable).parent / "curate")
+
+
+def peer_venv(name: str, requirements: list[str]) -> Path:
+    """A separate virtualenv for a peer tool (its pins clash with ours); created once, reused."""
+    venv = VENVS / name
+    stamp = venv / ".installed"
+    want = "\n".join(requirements)
+    if stamp.is_file() and stamp.read_text() == want:
+        return venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], check=True)
+    stamp.write_text(want)
+    return venv / "bin" / "python"
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})}, cwd=cwd,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - t0
+
+
+def print_table(headers: list[str], rows: list[list[object]]) -> None:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for r in cells:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
