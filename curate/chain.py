@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate.config import StageSpec
@@ -28,6 +29,12 @@ READ_BATCH_ROWS = 2_000
 def task_id(uri: str) -> str:
     """Stable short name for an input: its output part and marker are named after it."""
     return hashlib.sha1(uri.encode("utf-8")).hexdigest()[:20]
+
+
+def task_key(reader: str | None, uris: list[str]) -> str:
+    """A task is keyed by its reading stage and inputs: two sources may read one file."""
+    key = "\x00".join(uris)
+    return key if reader is None else f"{reader}\x00{key}"
 
 
 def part_name(tid: str) -> str:
@@ -54,6 +61,55 @@ def read_parquet_batches(uri: str, rows: int = READ_BATCH_ROWS) -> Iterator[pa.T
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(batch_size=rows):
             yield pa.Table.from_batches([batch])
+
+
+def _split_by_source(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    if "source" not in table.column_names or table.num_rows == 0:
+        return [("", table)]
+    col = table["source"]
+    values = pc.unique(col).to_pylist()
+    if len(values) == 1:
+        return [(values[0] or "", table)]
+    return [(v or "", table.filter(pc.fill_null(pc.equal(col, v), False) if v is not None
+                                    else pc.is_null(col))) for v in sorted(values, key=str)]
+
+
+def _with_columns_of(proc: Processor, part: pa.Table) -> pa.Table:
+    """Passed-through rows get the columns the processor would have added, as nulls, so every
+    batch of a part has one schema (the processor on zero rows tells the names and types)."""
+    schema = proc.process(part.slice(0, 0)).table.schema
+    for f in schema:
+        if f.name not in part.column_names:
+            part = part.append_column(f, pa.nulls(part.num_rows, type=f.type))
+    return part
+
+
+def apply_per_source(proc: Processor, only: list[str] | None, table: pa.Table,
+                     st: StageStats) -> pa.Table:
+    """Run one row-wise processor, separately per source so drops are known per source.
+
+    Rows of sources outside `only` pass through untouched (e.g. web heuristics skip code); columns
+    the processor adds are null for them.
+    """
+    st.docs_in += table.num_rows
+    st.bytes_in += text_bytes(table)
+    outs = []
+    for source, part in _split_by_source(table):
+        if only is not None and source not in only:
+            st.count_source(source, part.num_rows, part.num_rows, {}, applied=False)
+            outs.append(_with_columns_of(proc, part))
+            continue
+        t0 = time.perf_counter()
+        result: BatchResult = proc.process(part)
+        st.busy_s += time.perf_counter() - t0
+        st.drops.update(result.drops)
+        st.counters.update(result.counters)
+        st.count_source(source, part.num_rows, result.table.num_rows, result.drops)
+        outs.append(result.table)
+    out = outs[0] if len(outs) == 1 else pa.concat_tables(outs, promote_options="permissive")
+    st.docs_out += out.num_rows
+    st.bytes_out += text_bytes(out)
+    return out
 
 
 class Chain:
@@ -92,39 +148,35 @@ class Chain:
 
     def apply_body(self, table: pa.Table, stats: dict[str, StageStats]) -> pa.Table:
         for spec, proc in zip(self.body_specs, self.body):
-            st = stats[spec.name]
-            st.docs_in += table.num_rows
-            st.bytes_in += text_bytes(table)
-            t0 = time.perf_counter()
-            result: BatchResult = proc.process(table)
-            st.busy_s += time.perf_counter() - t0
-            table = result.table
-            st.docs_out += table.num_rows
-            st.bytes_out += text_bytes(table)
-            st.drops.update(result.drops)
-            st.counters.update(result.counters)
+            table = apply_per_source(proc, spec.sources, table, stats[spec.name])
         return table
 
-    def run_file_task(self, uri: str, out_dir: Path) -> dict[str, Any]:
-        """Read one input, run the chain, write its part and marker; return stats per stage."""
+    def run_file_task(self, uris: list[str], out_dir: Path) -> dict[str, Any]:
+        """Read a group of inputs, run the chain, write one part and its marker.
+
+        Small inputs (files of a code folder) are grouped so a part holds many of them; a WARC is
+        a group of one.
+        """
         stats = self._new_stats()
-        tid = task_id(uri)
+        key = task_key(self.head_spec.name if self.head_spec else None, uris)
+        tid = task_id(key)
         writer = AtomicParquetWriter(Path(out_dir) / part_name(tid))
         first = self.body_specs[0].name if self.body_specs else None
         try:
-            for table in self._head_batches(uri, stats):
-                if self.head is None and first is not None:
-                    pass  # Parquet head: the first body stage counts its input below
-                writer.write(self.apply_body(table, stats))
-        except MissingInput:
-            name = self.head_spec.name if self.head_spec else first
-            if name is not None:
-                stats[name].drops["input_missing"] += 1
+            for uri in uris:
+                try:
+                    for table in self._head_batches(uri, stats):
+                        writer.write(self.apply_body(table, stats))
+                except MissingInput:
+                    name = self.head_spec.name if self.head_spec else first
+                    if name is not None:
+                        stats[name].drops["input_missing"] += 1
         except BaseException:
             writer.abort()
             raise
         wrote = writer.close()
-        return self._finish(stats, out_dir, tid, uri, part_name(tid) if wrote else None, writer.rows)
+        label = uris[0] if len(uris) == 1 else f"{uris[0]} (+{len(uris) - 1} more)"
+        return self._finish(stats, out_dir, tid, label, part_name(tid) if wrote else None, writer.rows)
 
     def run_group_task(self, partition: pa.Table, out_dir: Path) -> dict[str, Any]:
         """Reduce one hash partition with the Grouper head, then the body; write one part."""
@@ -147,6 +199,7 @@ class Chain:
         st.bytes_out = text_bytes(table)
         st.drops.update(result.drops)
         st.counters.update(result.counters)
+        _count_group_sources(st, partition, table, result.drops)
         table = self.apply_body(table, stats)
         wrote = False
         if table.num_rows:
@@ -166,6 +219,19 @@ class Chain:
         return record
 
 
+def _count_group_sources(st: StageStats, before: pa.Table, after: pa.Table, drops) -> None:
+    """Per-source in/out of a whole-partition step; drops go to its reason when it has one."""
+    if "source" not in before.column_names:
+        return
+    vin = dict(zip(*[x.to_pylist() for x in pc.value_counts(before["source"]).flatten()]))
+    vout = (dict(zip(*[x.to_pylist() for x in pc.value_counts(after["source"]).flatten()]))
+            if after.num_rows else {})
+    reason = next(iter(drops)) if len(drops) == 1 else "dropped"
+    for src, n in vin.items():
+        out = vout.get(src, 0)
+        st.count_source(src or "", n, out, {reason: n - out} if n > out else {})
+
+
 def load_task_records(out_dir: Path) -> list[dict[str, Any]]:
     folder = Path(out_dir) / TASKS_DIR
     if not folder.is_dir():
@@ -173,6 +239,6 @@ def load_task_records(out_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
-def done_tasks(out_dir: Path, uris: Iterable[str]) -> set[str]:
-    """URIs whose task already finished (marker present) in an uncommitted stage folder."""
-    return {u for u in uris if task_marker(out_dir, task_id(u)).is_file()}
+def done_tasks(out_dir: Path, keys: Iterable[str]) -> set[str]:
+    """Task keys whose task already finished (marker present) in an uncommitted stage folder."""
+    return {k for k in keys if task_marker(out_dir, task_id(k)).is_file()}

@@ -58,7 +58,7 @@ def _apply_sets(stages: list[dict[str, Any]], sets: list[str] | None) -> None:
 def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, workers: int | None,
          progress: bool, source: str) -> None:
     from curate.runner import RunOptions, run_pipeline
-    from curate.stats import summary_table
+    from curate.stats import source_table, summary_table
 
     opts = RunOptions(resume=resume, force=force, address=address, workers=workers, progress=progress)
     try:
@@ -67,6 +67,8 @@ def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, wo
         _fail(str(e))
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(summary_table(result.stats, title=f"{cfg.name}: {result.wall_s:.1f} s"))
+    if len({src for s in result.stats for src in s.by_source}) > 1:
+        out.print(source_table([s for s in result.stats if s.by_source]))
     out.print(f"output: {result.final_dir}  (stats per stage in {result.output}/<stage>/_stats.json)")
 
 

@@ -24,6 +24,8 @@ ENGINE_KEYS = {
     "concurrency": "number of parallel workers for this stage (default: all CPUs)",
     "num_cpus": "CPUs each worker of this stage reserves (default 1)",
     "memory": "memory each worker reserves, e.g. '2GB' (default: none reserved)",
+    "inputs": "reading stages only: this source's own globs/URIs (default: the pipeline's inputs)",
+    "sources": "row-wise stages only: apply to documents of these sources; others pass untouched",
 }
 
 
@@ -71,6 +73,8 @@ class StageSpec(BaseModel):
     concurrency: int | None = None
     num_cpus: float = 1.0
     memory: int | None = None
+    inputs: list[str] | None = None
+    sources: list[str] | None = None
     params: dict[str, Any] = {}
 
     def build(self):
@@ -144,6 +148,18 @@ def parse_stages(raw: Any, where: str = "stages") -> tuple[list[StageSpec], list
         except ValidationError as e:
             errors.extend(_format_pydantic(e, f"{at}.{kind}", cls.Params))
             continue
+        from processors.base import Source
+
+        if "inputs" in engine and not issubclass(cls, Source):
+            errors.append(f"{at}.{kind}.inputs: only reading stages take inputs")
+            continue
+        if "sources" in engine and issubclass(cls, Source):
+            errors.append(f"{at}.{kind}.sources: a reading stage names its own source "
+                          "(its 'source_name' parameter); 'sources' selects documents downstream")
+            continue
+        for key in ("inputs", "sources"):
+            if isinstance(engine.get(key), str):
+                engine[key] = [engine[key]]
         name = str(engine.pop("name", kind))
         if name in names:
             errors.append(f"{at}.{kind}.name: stage name {name!r} is used twice; give one a 'name'")
@@ -176,12 +192,39 @@ def pipeline_from_dict(data: Any, source: str = "<pipeline>") -> PipelineConfig:
     return cfg
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def builtin_variables() -> dict[str, str]:
+    """Variables a pipeline may use besides the environment, e.g. ${PYTHON_STDLIB}."""
+    import sysconfig
+
+    return {"PYTHON_STDLIB": sysconfig.get_path("stdlib")}
+
+
+def expand_variables(text: str, source: str = "<pipeline>") -> str:
+    """`${NAME}` and `${NAME:-default}` from the environment (or built-ins); unknown is an error."""
+    import os
+
+    env = {**builtin_variables(), **os.environ}
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{source}: ${{{name}}} is not set (set it, or write ${{{name}:-default}})")
+
+    return _VAR.sub(sub, text)
+
+
 def load_pipeline(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: pipeline file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(expand_variables(path.read_text(encoding="utf-8"), str(path)))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except UnicodeDecodeError as e:

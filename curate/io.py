@@ -73,15 +73,15 @@ class AtomicParquetWriter:
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0 and self._writer is not None:
-            return
+        if table.num_rows == 0:
+            return  # an empty batch must not fix the file's schema
         if self._writer is None:
             self.schema = self.schema or table.schema
             opts = dict(PARQUET_OPTS)
             opts["use_dictionary"] = [c for c in opts["use_dictionary"] if c in self.schema.names]
             self._writer = pq.ParquetWriter(self.tmp, self.schema, **opts)
         if table.schema != self.schema:
-            table = table.select(self.schema.names).cast(self.schema)
+            table = _conform(table, self.schema)
         self._writer.write_table(table, row_group_size=10_000)
         self.rows += table.num_rows
 
@@ -112,6 +112,17 @@ class AtomicParquetWriter:
             self.close()
         else:
             self.abort()
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Fit a batch to the file's schema: missing columns become nulls; a column the file lacks is
+    an error (it would be lost silently otherwise)."""
+    extra = [n for n in table.column_names if n not in schema.names]
+    if extra:
+        raise ValueError(f"batch has columns {extra} that earlier batches of this part lacked")
+    cols = [table[f.name].cast(f.type) if f.name in table.column_names
+            else pa.nulls(table.num_rows, type=f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 def is_committed(folder: Path) -> bool:

@@ -24,27 +24,29 @@ def is_cluster_kind(kind: str) -> bool:
 
 @dataclass
 class Segment:
-    head: StageSpec | None
+    head: StageSpec | None  # a Grouper or cluster step; None for reading stages or Parquet input
     body: list[StageSpec] = field(default_factory=list)
+    readers: list[StageSpec] = field(default_factory=list)  # Source stages, one task per input
 
     @property
     def stages(self) -> list[StageSpec]:
-        return ([self.head] if self.head else []) + self.body
+        return self.readers + ([self.head] if self.head else []) + self.body
 
     @property
     def name(self) -> str:
+        if not self.body and len(self.readers) > 1:
+            return "sources"  # several readers commit together into one folder
         return self.stages[-1].name
 
     @property
     def mode(self) -> str:
+        if self.readers:
+            return "source"
         if self.head is None:
             return "parquet"
-        cls = processor_class(self.head.kind)
-        if issubclass(cls, Source):
-            return "source"
         if is_cluster_kind(self.head.kind):
             return "cluster"
-        if issubclass(cls, Grouper):
+        if issubclass(processor_class(self.head.kind), Grouper):
             return "group"
         return "parquet"
 
@@ -58,12 +60,24 @@ def _checkpoints(spec: StageSpec) -> bool:
 def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segment]:
     segments: list[Segment] = []
     current: Segment | None = None
+    n_readers = 0
+    while n_readers < len(cfg.stages) and issubclass(processor_class(cfg.stages[n_readers].kind), Source):
+        n_readers += 1
+    if n_readers:
+        readers = cfg.stages[:n_readers]
+        current = Segment(head=None, readers=list(readers))
+        # The readers commit together unless every one of them says checkpoint: false.
+        if any(_checkpoints(r) for r in readers) or n_readers == len(cfg.stages):
+            segments.append(current)
+            current = None
     for i, spec in enumerate(cfg.stages):
+        if i < n_readers:
+            continue
         cls = processor_class(spec.kind)
-        whole_dataset = issubclass(cls, (Source, Grouper)) or is_cluster_kind(spec.kind)
-        if issubclass(cls, Source) and i != 0:
-            raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) reads inputs, so it must be the "
-                              "first stage")
+        whole_dataset = issubclass(cls, Grouper) or is_cluster_kind(spec.kind)
+        if issubclass(cls, Source):
+            raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) reads inputs, so it must come "
+                              "first, with any other reading stages")
         if whole_dataset:
             if current is not None:
                 segments.append(current)
@@ -87,8 +101,16 @@ def check_columns(cfg: PipelineConfig, source: str = "<pipeline>") -> None:
     first = processor_class(cfg.stages[0].kind)
     if not issubclass(first, Source):
         available |= {"*"}  # Parquet input: its columns are only known at run time
+    names = set()
     for i, spec in enumerate(cfg.stages):
         cls = processor_class(spec.kind)
+        if issubclass(cls, Source):
+            names.add(str(spec.params.get("source_name", cls.Params.model_fields.get(
+                "source_name").default if "source_name" in cls.Params.model_fields else spec.name)))
+        unknown = sorted(set(spec.sources or []) - names) if names else []
+        if unknown:
+            raise ConfigError(f"{source}: stages[{i}] ({spec.kind}).sources names {unknown}, but "
+                              f"the reading stages provide sources {sorted(names)}")
         missing = [c for c in cls.requires if c not in available and "*" not in available]
         if missing:
             raise ConfigError(

@@ -20,15 +20,21 @@ def _records(recs: list[dict]) -> pa.Table:
 
 
 class FileTaskWorker:
-    """Runs the whole segment for each input URI it is handed (one output part per input)."""
+    """Runs the whole segment for each input it is handed (one output part per input).
 
-    def __init__(self, head: StageSpec | None, body: list[StageSpec], out_dir: str) -> None:
-        self.chain = Chain(head, body)
-        self.chain.setup()
+    A segment may start with several reading stages (the crawl, a JSONL corpus, a code folder);
+    each task names its reader, and every reader's chain is set up once, here.
+    """
+
+    def __init__(self, readers: list[StageSpec], body: list[StageSpec], out_dir: str) -> None:
+        self.chains = {r.name: Chain(r, body) for r in readers} if readers else {None: Chain(None, body)}
+        for chain in self.chains.values():
+            chain.setup()
         self.out_dir = Path(out_dir)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return _records([self.chain.run_file_task(u, self.out_dir) for u in batch["uri"].to_pylist()])
+        return _records([self.chains[r].run_file_task(json.loads(u), self.out_dir)
+                         for r, u in zip(batch["reader"].to_pylist(), batch["uris"].to_pylist())])
 
 
 # Steps around a shuffle run as plain tasks, not actor pools: Ray Data starts every actor pool

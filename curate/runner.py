@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from curate.chain import done_tasks, load_task_records, task_id
+from curate.chain import done_tasks, load_task_records, task_id, task_key
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
     STATS_FILE, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
@@ -162,20 +162,52 @@ def _collect(ds, progress: Progress) -> list[dict[str, Any]]:
     return recs
 
 
-def _run_file_segment(seg: Segment, inputs: list[str], out_dir: Path, workers: int,
+Task = tuple[str | None, str]  # (reading stage name or None for Parquet input, URI)
+GROUP_MAX_FILES = 500  # small local inputs share a task (and an output part) up to these limits
+GROUP_MAX_BYTES = 64 << 20
+
+
+def group_tasks(tasks: list[Task]) -> list[tuple[str | None, list[str]]]:
+    """Consecutive small local inputs of one reader become one task; the grouping depends only
+    on the input listing, so a rerun after a crash forms the same tasks (and part names)."""
+    groups: list[tuple[str | None, list[str]]] = []
+    size = 0
+    for reader, uri in tasks:
+        try:
+            nbytes = os.path.getsize(uri) if "://" not in uri else GROUP_MAX_BYTES
+        except OSError:
+            nbytes = 0
+        last = groups[-1] if groups else None
+        # Only a reader's own inputs are grouped: Parquet parts of a stage may differ in columns
+        # (one part per source), and one output part must have one schema.
+        if (reader is not None and last is not None and last[0] == reader and len(last[1]) < GROUP_MAX_FILES
+                and size + nbytes <= GROUP_MAX_BYTES):
+            last[1].append(uri)
+            size += nbytes
+        else:
+            groups.append((reader, [uri]))
+            size = nbytes
+    return groups
+
+
+def _run_file_segment(seg: Segment, tasks: list[Task], out_dir: Path, workers: int,
                       opts: RunOptions) -> list[dict[str, Any]]:
     import ray
     from curate.ray_tasks import FileTaskWorker
 
-    todo = [u for u in inputs if u not in done_tasks(out_dir, inputs)] if opts.resume else inputs
-    progress = Progress(seg.name, len(inputs), opts.progress)
-    progress.done = len(inputs) - len(todo)
+    groups = group_tasks(tasks)
+    keys = [task_key(r, us) for r, us in groups]
+    done = done_tasks(out_dir, keys) if opts.resume else set()
+    todo = [g for g, k in zip(groups, keys) if k not in done]
+    progress = Progress(seg.name, len(groups), opts.progress)
+    progress.done = len(groups) - len(todo)
     try:
         if todo:
-            ds = ray.data.from_items([{"uri": u} for u in todo], override_num_blocks=len(todo))
+            ds = ray.data.from_items([{"reader": r, "uris": json.dumps(us)} for r, us in todo],
+                                     override_num_blocks=len(todo))
             ds = ds.map_batches(
                 FileTaskWorker,
-                fn_constructor_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir)),
+                fn_constructor_kwargs=dict(readers=seg.readers, body=seg.body, out_dir=str(out_dir)),
                 batch_size=1, batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=min(workers, len(todo))),
                 **_remote_args(seg),
@@ -183,7 +215,7 @@ def _run_file_segment(seg: Segment, inputs: list[str], out_dir: Path, workers: i
             _collect(ds, progress)
     finally:
         progress.close()
-    wanted = {task_id(u) for u in inputs}
+    wanted = {task_id(k) for k in keys}
     return [r for r in load_task_records(out_dir) if r["task"] in wanted]
 
 
@@ -249,17 +281,21 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
         except ProcessorError as e:
             raise ProcessorError(f"stage {spec.name!r} ({spec.kind}): {e}") from None
         processors[spec.name] = proc
-    head = processors[cfg.stages[0].name]
-    if isinstance(head, Source):
-        inputs = head.list_inputs(cfg.inputs)
-    else:
-        inputs = expand_all(cfg.inputs, suffixes=(".parquet",))
-    if not inputs:
+    tasks: list[Task] = []
+    readers = [spec for spec in cfg.stages if isinstance(processors[spec.name], Source)]
+    for spec in readers:
+        patterns = spec.inputs if spec.inputs is not None else cfg.inputs
+        found = processors[spec.name].list_inputs(patterns)
+        if not found:
+            raise ConfigError(f"{source}: stage {spec.name!r} has no input files ({patterns})")
+        tasks.extend((spec.name, u) for u in found)
+    if not readers:
+        tasks = [(None, u) for u in expand_all(cfg.inputs, suffixes=(".parquet",))]
+    if not tasks:
         raise ConfigError(f"{source}: no input files (inputs: {cfg.inputs})")
 
     all_stats: list[StageStats] = []
-    upstream = hashlib.sha1(json.dumps(inputs).encode()).hexdigest()
-    prev_parts = inputs
+    upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()
     with ray_context(cfg, opts):
         for seg in segments:
             out_dir = _stage_dir(output, seg.name)
@@ -280,12 +316,12 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                 _prepare_folder(out_dir, fp, opts, seg.mode)
                 workers = _workers(cfg, opts, seg)
                 if seg.mode in ("source", "parquet"):
-                    records = _run_file_segment(seg, prev_parts, out_dir, workers, opts)
+                    records = _run_file_segment(seg, tasks, out_dir, workers, opts)
                 elif seg.mode == "group":
-                    records = _run_group_segment(seg, prev_parts, out_dir, workers, opts)
+                    records = _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
                 else:
                     from curate.cluster_runner import run_cluster_segment
-                    records = run_cluster_segment(seg, prev_parts, out_dir, workers, opts)
+                    records = run_cluster_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
                 stats = merge(r["stats"] for r in records)
                 _write_stage_stats(output, seg, stats, time.monotonic() - t0)
                 parts = [r["part"] for r in records if r.get("part")]
@@ -299,7 +335,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                 (out_dir / RUNNING_MARKER).unlink(missing_ok=True)
                 all_stats.extend(stats[s.name] for s in seg.stages)
             upstream = fp
-            prev_parts = parquet_parts(out_dir)
+            tasks = [(None, p) for p in parquet_parts(out_dir)]
     result = RunResult(output=output, final_dir=_stage_dir(output, segments[-1].name),
                        stats=all_stats, wall_s=time.monotonic() - t_start)
     write_json_atomic(output / "summary.json", {

@@ -35,6 +35,18 @@ class StageStats:
     busy_s: float = 0.0  # summed worker seconds spent in this stage
     wall_s: float = 0.0  # driver wall time of the segment the stage ran in
     tasks: int = 0
+    # source name → {"docs_in", "docs_out", "drops": {reason: n}, "applied": bool}
+    by_source: dict = field(default_factory=dict)
+
+    def count_source(self, source: str, docs_in: int, docs_out: int, drops: Counter | dict,
+                     applied: bool = True) -> None:
+        entry = self.by_source.setdefault(source, {"docs_in": 0, "docs_out": 0, "drops": {},
+                                                   "applied": applied})
+        entry["docs_in"] += docs_in
+        entry["docs_out"] += docs_out
+        entry["applied"] = entry["applied"] or applied
+        for reason, n in drops.items():
+            entry["drops"][reason] = entry["drops"].get(reason, 0) + n
 
     def add(self, other: "StageStats") -> None:
         self.docs_in += other.docs_in
@@ -45,6 +57,8 @@ class StageStats:
         self.counters.update(other.counters)
         self.busy_s += other.busy_s
         self.tasks += other.tasks
+        for src, e in other.by_source.items():
+            self.count_source(src, e["docs_in"], e["docs_out"], e["drops"], e["applied"])
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,6 +67,8 @@ class StageStats:
         d["dropped"] = sum(self.drops.values())
         d["busy_s"] = round(self.busy_s, 3)
         d["wall_s"] = round(self.wall_s, 3)
+        d["by_source"] = {k: dict(v, drops=dict(sorted(v["drops"].items())))
+                          for k, v in sorted(self.by_source.items())}
         return d
 
     @classmethod
@@ -62,6 +78,7 @@ class StageStats:
             bytes_in=d["bytes_in"], bytes_out=d["bytes_out"], drops=Counter(d.get("drops", {})),
             counters=Counter(d.get("counters", {})), busy_s=d.get("busy_s", 0.0),
             wall_s=d.get("wall_s", 0.0), tasks=d.get("tasks", 0),
+            by_source={k: dict(v, drops=dict(v["drops"])) for k, v in d.get("by_source", {}).items()},
         )
 
 
@@ -96,4 +113,20 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
         table.add_row(s.stage, s.kind, f"{s.docs_in:,}", f"{s.docs_out:,}",
                       f"{sum(s.drops.values()):,}", f"{s.bytes_out / 1e6:,.2f}",
                       f"{s.wall_s:,.1f}", reasons or "-")
+    return table
+
+
+def source_table(stats: list[StageStats]):
+    """Per-source view: for each stage and source, whether it ran and what it dropped."""
+    from rich.table import Table
+
+    table = Table(title="per source: which stages ran on which source, and what each dropped")
+    for col in ("stage", "source", "ran", "docs in", "docs out", "drop reasons"):
+        table.add_column(col)
+    for s in stats:
+        for src, e in sorted(s.by_source.items()):
+            reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}"
+                                for k, v in sorted(e["drops"].items(), key=lambda kv: -kv[1]))
+            table.add_row(s.stage, src, "yes" if e["applied"] else "no (passed through)",
+                          f"{e['docs_in']:,}", f"{e['docs_out']:,}", reasons or "-")
     return table

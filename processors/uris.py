@@ -43,7 +43,7 @@ def expand_glob(pattern: str, suffixes: tuple[str, ...] = ()) -> list[str]:
     for m in matches:
         if os.path.isdir(m):
             inner = sorted(str(p) for p in Path(m).rglob("*") if p.is_file()
-                           and not p.name.startswith((".", "_"))
+                           and not p.name.startswith(".")
                            and (not suffixes or p.name.endswith(suffixes)))
             files.extend(inner)
         else:
