@@ -219,12 +219,23 @@ def expand_variables(text: str, source: str = "<pipeline>") -> str:
     return _VAR.sub(sub, text)
 
 
+def _expand_in(value: Any, source: str) -> Any:
+    """Expand variables in string values only (never in comments or keys)."""
+    if isinstance(value, str):
+        return expand_variables(value, source)
+    if isinstance(value, list):
+        return [_expand_in(v, source) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_in(v, source) for k, v in value.items()}
+    return value
+
+
 def load_pipeline(path: str | Path) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: pipeline file not found")
     try:
-        data = yaml.safe_load(expand_variables(path.read_text(encoding="utf-8"), str(path)))
+        data = _expand_in(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     except UnicodeDecodeError as e:

@@ -117,16 +117,27 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
 
 
 def source_table(stats: list[StageStats]):
-    """Per-source view: for each stage and source, whether it ran and what it dropped."""
+    """Per-source view: one column per source; a cell shows in → out and the drops by reason, or
+    'not run' where the stage let that source pass untouched."""
     from rich.table import Table
 
-    table = Table(title="per source: which stages ran on which source, and what each dropped")
-    for col in ("stage", "source", "ran", "docs in", "docs out", "drop reasons"):
-        table.add_column(col)
+    sources = sorted({src for s in stats for src in s.by_source})
+    table = Table(title="per source: which stages ran on which source, and what each dropped",
+                  show_lines=True)
+    table.add_column("stage")
+    for src in sources:
+        table.add_column(src or "(none)")
     for s in stats:
-        for src, e in sorted(s.by_source.items()):
-            reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}"
-                                for k, v in sorted(e["drops"].items(), key=lambda kv: -kv[1]))
-            table.add_row(s.stage, src, "yes" if e["applied"] else "no (passed through)",
-                          f"{e['docs_in']:,}", f"{e['docs_out']:,}", reasons or "-")
+        cells = []
+        for src in sources:
+            e = s.by_source.get(src)
+            if e is None:
+                cells.append("")
+            elif not e["applied"]:
+                cells.append(f"not run ({e['docs_in']:,})")
+            else:
+                reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}" for k, v in
+                                    sorted(e["drops"].items(), key=lambda kv: -kv[1]))
+                cells.append(f"{e['docs_in']:,} → {e['docs_out']:,}" + (f"\n{reasons}" if reasons else ""))
+        table.add_row(s.stage, *cells)
     return table

@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 from warcio.archiveiterator import ArchiveIterator
@@ -17,6 +19,7 @@ from curate.config import pipeline_from_dict
 from curate.runner import RunOptions, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+CODE_DIRS = ["json", "email", "http", "xml"]  # a slice of the stdlib keeps the test quick
 CURATE = str(Path(sys.executable).parent / "curate")
 
 
@@ -50,11 +53,22 @@ def sample_run(ray_session, shared_data, tmp_path_factory):
     inputs = [str(shared_data / "web" / "*.warc.gz"), str(shared_data / "cc" / "*.warc.gz"),
               str(shared_data / "cc" / "CC-MAIN-2014-35-sample.warc"),
               str(shared_data / "cc" / "CC-MAIN-2014-35-sample.warc.wet")]
+    stdlib = Path(sysconfig.get_path("stdlib"))
     cfg = pipeline_from_dict({
-        "inputs": inputs, "output": str(out), "seed": 1,
-        "stages": [{"extract": {}}, {"language_id": {"languages": ["en", "de"]}},
-                   {"gopher_repetition": {}}, {"fineweb": {"checkpoint": True}},
-                   {"exact_dedup": {}}],
+        "output": str(out), "seed": 1,
+        "stages": [
+            {"extract": {"inputs": inputs}},
+            {"read": {"name": "read_wiki", "source_name": "wiki", "split": "wikitext_articles",
+                      "max_file_bytes": 20_000_000,
+                      "inputs": [str(shared_data / "reference" / "wikitext-2-valid.txt")]}},
+            {"read": {"name": "read_code", "source_name": "code", "format": "code",
+                      "suffixes": [".py"], "inputs": [str(stdlib / d) for d in CODE_DIRS]}},
+            {"wikitext_detok": {"sources": ["wiki"]}},
+            {"language_id": {"languages": ["en", "de"], "sources": ["cc", "wiki"]}},
+            {"gopher_repetition": {"sources": ["cc"]}},
+            {"fineweb": {"sources": ["cc"]}},
+            {"code_quality": {"sources": ["code"], "checkpoint": True}},
+            {"exact_dedup": {}}],
     })
     return run_pipeline(cfg, RunOptions(progress=False)), shared_data
 
@@ -67,12 +81,16 @@ def test_every_html_response_and_wet_record_is_processed(sample_run):
     assert html == 1153 + 16 + 3 and wet == 3
     extract = result.stats[0]
     assert extract.stage == "extract"
+    assert [s.stage for s in result.stats[:3]] == ["extract", "read_wiki", "read_code"]
     # Every HTML response and WET record is a document or a counted drop; nothing vanishes.
     assert extract.docs_in == html + other + wet
     assert extract.docs_out + sum(extract.drops.values()) == extract.docs_in
     assert extract.drops.get("not_html", 0) == other
-    # Stage chaining: each stage's input is the previous stage's output.
-    for prev, nxt in zip(result.stats, result.stats[1:]):
+    # Stage chaining: each stage's input is the previous stage's output (the three readers
+    # feed the first cleaning stage together).
+    readers_out = sum(s.docs_out for s in result.stats[:3])
+    assert result.stats[3].docs_in == readers_out
+    for prev, nxt in zip(result.stats[3:], result.stats[4:]):
         assert nxt.docs_in == prev.docs_out
         assert nxt.docs_out + sum(nxt.drops.values()) == nxt.docs_in
         assert all(v > 0 for v in nxt.drops.values())
@@ -86,11 +104,38 @@ def test_output_loads_with_pyarrow_dataset(sample_run):
     assert len(set(ids)) == len(ids)
     assert {"id", "url", "domain", "date", "text", "warc_file", "warc_offset", "lang",
             "lang_score"} <= set(table.column_names)
-    assert set(table["lang"].to_pylist()) <= {"en", "de"}
+    web = table.filter(pc.equal(table["source"], "cc"))
+    assert set(web["lang"].to_pylist()) <= {"en", "de"}
     assert all(t and t.strip() for t in table["text"].to_pylist())
     summary = json.loads((result.output / "summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == [
-        "extract", "language_id", "gopher_repetition", "fineweb", "exact_dedup"]
+        "extract", "read_wiki", "read_code", "wikitext_detok", "language_id", "gopher_repetition",
+        "fineweb", "code_quality", "exact_dedup"]
+
+
+def test_sources_switch_filters_and_stats_per_source(sample_run):
+    result, _ = sample_run
+    by = {s.stage: s.by_source for s in result.stats}
+    # Web heuristics ran on the crawl only; code passed through them untouched.
+    for stage in ("gopher_repetition", "fineweb"):
+        assert by[stage]["cc"]["applied"] and not by[stage]["code"]["applied"]
+        assert by[stage]["code"]["docs_in"] == by[stage]["code"]["docs_out"]
+        assert not by[stage]["wiki"]["applied"]
+    assert by["code_quality"]["code"]["applied"] and not by["code_quality"]["cc"]["applied"]
+    assert by["language_id"]["wiki"]["applied"] and not by["language_id"]["code"]["applied"]
+    # Per-source drops add up to the stage's drops.
+    for s in result.stats[3:]:
+        total = {}
+        for e in s.by_source.values():
+            for k, v in e["drops"].items():
+                total[k] = total.get(k, 0) + v
+        assert total == dict(s.drops), s.stage
+    table = pads.dataset(str(result.final_dir), format="parquet").to_table()
+    counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(table["source"]).flatten()]))
+    assert set(counts) == {"cc", "wiki", "code"}
+    assert counts["wiki"] == 60  # every WikiText-2 validation article survives
+    wiki = table.filter(pc.equal(table["source"], "wiki"))["text"].to_pylist()
+    assert not any(" @-@ " in t or " , " in t for t in wiki)  # de-tokenised
 
 
 def _run_cli(yaml_path: Path, **kw) -> subprocess.Popen:
