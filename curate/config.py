@@ -40,8 +40,14 @@ _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
 
 def parse_size(value: int | float | str | None) -> int | None:
     """'2GB', '512MiB', 1e9 → bytes."""
-    if value is None or isinstance(value, (int, float)):
-        return None if value is None else int(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a size: {value!r} (use e.g. 512MB, 2GiB or a number of bytes)")
+    if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")) or value < 0:
+            raise ValueError(f"not a size: {value!r}")
+        return int(value)
     m = _SIZE.match(value)
     if not m or m.group(2) is not None and m.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {value!r} (use e.g. 512MB, 2GiB or a number of bytes)")
@@ -136,7 +142,12 @@ def parse_stages(raw: Any, where: str = "stages") -> tuple[list[StageSpec], list
             errors.append(f"{at}: a stage is a one-key mapping '{{kind: {{params}}}}', got {item!r}")
             continue
         kind, params = next(iter(item.items()))
-        params = dict(params or {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            errors.append(f"{at}.{kind}: parameters must be a mapping, got {params!r}")
+            continue
+        params = dict(params)
         if kind not in kinds:
             errors.append(f"{at}: unknown stage {kind!r}{_suggest(str(kind), list(kinds))}; "
                           f"allowed: {', '.join(kinds)}")
