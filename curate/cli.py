@@ -57,13 +57,13 @@ def _apply_sets(stages: list[dict[str, Any]], sets: list[str] | None) -> None:
 
 def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, workers: int | None,
          progress: bool, source: str) -> None:
-    from curate.runner import RunOptions, run_pipeline
+    from curate.runner import RunOptions, StageFailed, run_pipeline
     from curate.stats import source_table, summary_table
 
     opts = RunOptions(resume=resume, force=force, address=address, workers=workers, progress=progress)
     try:
         result = run_pipeline(cfg, opts, source)
-    except (ConfigError, ProcessorError, FileNotFoundError) as e:
+    except (ConfigError, ProcessorError, FileNotFoundError, StageFailed) as e:
         _fail(str(e))
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(summary_table(result.stats, title=f"{cfg.name}: {result.wall_s:.1f} s"))

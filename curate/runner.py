@@ -33,6 +33,24 @@ log = logging.getLogger("curate")
 RUNNING_MARKER = "_RUNNING"
 
 
+class StageFailed(RuntimeError):
+    """A step failed; the message names it and the root cause (e.g. a full or read-only disk).
+
+    Nothing of that step is committed, and earlier committed steps stay: a rerun resumes there.
+    """
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        nxt = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(nxt, BaseException):
+            break
+        exc = nxt
+    return exc
+
+
 @dataclass
 class RunOptions:
     resume: bool = True  # skip committed segments (and finished tasks of an interrupted one)
@@ -254,6 +272,17 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
     return load_task_records(out_dir)
 
 
+def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: list,
+                 out_dir: Path) -> list[dict[str, Any]]:
+    workers = _workers(cfg, opts, seg)
+    if seg.mode in ("source", "parquet"):
+        return _run_file_segment(seg, tasks, out_dir, workers, opts)
+    if seg.mode == "group":
+        return _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
+    from curate.cluster_runner import run_cluster_segment
+    return run_cluster_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
+
+
 def _stage_dir(output: Path, name: str) -> Path:
     return output / name
 
@@ -313,15 +342,17 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                 log.info("stage %s: committed, skipped", seg.name)
             else:
                 t0 = time.monotonic()
-                _prepare_folder(out_dir, fp, opts, seg.mode)
-                workers = _workers(cfg, opts, seg)
-                if seg.mode in ("source", "parquet"):
-                    records = _run_file_segment(seg, tasks, out_dir, workers, opts)
-                elif seg.mode == "group":
-                    records = _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
-                else:
-                    from curate.cluster_runner import run_cluster_segment
-                    records = run_cluster_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
+                try:
+                    _prepare_folder(out_dir, fp, opts, seg.mode)
+                    records = _run_segment(cfg, opts, seg, tasks, out_dir)
+                except (ConfigError, ProcessorError):
+                    raise
+                except Exception as e:  # noqa: BLE001 - re-raised with the step and root cause
+                    cause = _root_cause(e)
+                    raise StageFailed(
+                        f"step {seg.name!r} failed, nothing of it was committed "
+                        f"(committed steps are kept; rerun to resume): "
+                        f"{type(cause).__name__}: {cause}") from e
                 stats = merge(r["stats"] for r in records)
                 _write_stage_stats(output, seg, stats, time.monotonic() - t0)
                 parts = [r["part"] for r in records if r.get("part")]
