@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from curate.components import StatsSink, connected_components, report
+from curate.components import RunStats, connected_components, report
 from processors.base import ClusterDedup, ProcessorError
 
 UID = "_cd_uid"
@@ -91,14 +91,14 @@ def cluster_dedup(
     P = max(1, int(num_partitions))
     keep_dropped = processor.side_output if keep_dropped is None else keep_dropped
     processor.setup()  # driver-side: fail early, and ship computed state (e.g. LSH layout) to workers
-    sink = StatsSink.remote()
+    run = RunStats()
+    sink = run.handle
     try:
         # 1. annotate
         docs = ds.map_batches(_annotate, fn_kwargs={"processor": processor, "sink": sink}, **_KW).materialize()
         schema = docs.schema().base_schema if docs.count() else None
-        counters: Counter = Counter(ray.get(sink.get.remote()))
         if schema is None:
-            return _empty_result(docs, processor, counters)
+            return _empty_result(docs, processor, Counter(run.get()))
         surv_keys = list(processor.survivor_keys()) + [(ID, "ascending")]
         missing = [c for c, _ in surv_keys if c not in schema.names]
         if missing:
@@ -116,10 +116,13 @@ def cluster_dedup(
             )
         )
 
+        if processor.exact_verification:
+            links = _exact_verify_links(links, docs, schema, processor, sink, P, broadcast_rows)
+
         # 3. clusters
-        labels, cc = connected_components(links, num_partitions=P, src="src", dst="dst", max_rounds=max_rounds)
-        counters.update(ray.get(sink.get.remote()))
-        counters.update({"edges": cc["edges"], "rounds": cc["rounds"], "clustered_docs": cc["nodes"]})
+        labels, cc = connected_components(
+            links, num_partitions=P, src="src", dst="dst", max_rounds=max_rounds, materialize=False
+        )
 
         # 4. survivors
         rank_cols = [UID] + [c for c, _ in surv_keys]
@@ -141,15 +144,11 @@ def cluster_dedup(
                 num_partitions=P,
                 fn=_attach_joined,
             )
-        before = ray.get(sink.get.remote())
         assignment = (
             members.repartition(P, keys=[COMPONENT])
             .map_batches(_elect, batch_size=None, fn_kwargs={"keys": surv_keys, "sink": sink}, **_KW)
             .materialize()
         )
-        after = Counter(ray.get(sink.get.remote()))
-        after.subtract(before)
-        counters.update({k: v for k, v in after.items() if v})
         del labels, members
 
         # 5. assign
@@ -157,7 +156,7 @@ def cluster_dedup(
         drop_cols = [c for c in processor.internal_columns() if c in schema.names] + [UID]
         cluster_col = processor.cluster_column
         if n_assign <= broadcast_rows:
-            lookup = _collect_sorted(assignment, UID, [processor.cluster_column, KEEP])
+            lookup = _collect_sorted(assignment, UID, ["cluster_id", KEEP])
             assigned = docs.map_batches(
                 _assign_broadcast,
                 fn_kwargs={"lookup": [lookup], "drop": drop_cols, "cluster_col": cluster_col},
@@ -180,6 +179,8 @@ def cluster_dedup(
         kept = assigned.map_batches(_select, fn_kwargs={"keep": True}, **_KW)
         dropped = assigned.map_batches(_select, fn_kwargs={"keep": False}, **_KW) if keep_dropped else None
 
+        counters = Counter(run.get())
+        counters.update({"edges": cc["edges"], "rounds": cc["rounds"], "clustered_docs": cc["nodes"]})
         n_dropped = int(counters.pop("dropped", 0))
         counters["clusters"] = int(counters.get("clusters", 0))
         counters["kept"] = int(counters.get("docs", 0)) - n_dropped
@@ -187,7 +188,7 @@ def cluster_dedup(
         stats = {"drops": {processor.drop_reason: n_dropped}, "counters": dict(counters)}
         return ClusterDedupResult(kept, dropped, stats)
     finally:
-        ray.kill(sink)
+        run.close()
 
 
 def _empty_result(docs: "ray.data.Dataset", processor: ClusterDedup, counters: Counter) -> ClusterDedupResult:
@@ -275,6 +276,77 @@ def _bucket_links(part: pa.Table, processor: ClusterDedup, sink: Any, anchors: i
         src, dst = u[left[ok]], u[right[ok]]
     report(sink, counts)
     return pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64())})
+
+
+XPAYLOAD = "_cd_xpayload"
+_LINKS = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
+
+
+def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_rows: int):
+    """Second check of the linked pairs on `exact_payload` values, brought to each pair by two
+    hash joins (on the pair's first, then its second node). Only linked documents' payloads
+    travel: their node ids are broadcast when few, else every payload is shuffled."""
+    links = links.map_batches(_normalize_links, **_KW).materialize()
+    xp_type = processor.exact_payload(schema.empty_table()).type
+    pay_schema = pa.schema([(UID, pa.int64()), (XPAYLOAD, xp_type)])
+    linked = None
+    if 2 * links.count() <= broadcast_rows:
+        tables = [t for t in ray.get(links.to_arrow_refs()) if t.num_rows]
+        nodes = np.unique(np.concatenate([_np(t.column(c)) for t in tables for c in ("src", "dst")])) if tables else np.zeros(0, np.int64)
+        linked = ray.put(nodes)
+    payloads = docs.map_batches(_exact_rows, fn_kwargs={"processor": processor, "linked": [linked]}, **_KW).materialize()
+    with_src = copartition(
+        links, payloads, left_key="src", right_key=UID, left_schema=_LINKS, right_schema=pay_schema,
+        num_partitions=P, fn=_attach_src,
+    )
+    src_schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("_cd_xa", xp_type)])
+    return copartition(
+        with_src, payloads, left_key="dst", right_key=UID, left_schema=src_schema, right_schema=pay_schema,
+        num_partitions=P, fn=_verify_dst, fn_kwargs={"processor": processor, "sink": sink},
+    )
+
+
+def _normalize_links(batch: pa.Table) -> pa.Table:
+    a, b = _np(batch.column("src")), _np(batch.column("dst"))
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keep = lo != hi
+    return pa.table({"src": pa.array(lo[keep], pa.int64()), "dst": pa.array(hi[keep], pa.int64())}, schema=_LINKS)
+
+
+def _exact_rows(batch: pa.Table, processor: ClusterDedup, linked: list) -> pa.Table:
+    uid = _np(batch.column(UID))
+    payload = processor.exact_payload(batch)
+    if linked[0] is not None:
+        nodes = ray.get(linked[0])
+        _, hit = _lookup(nodes, uid)
+        rows = pa.array(np.flatnonzero(hit))
+        uid, payload = uid[np.flatnonzero(hit)], payload.take(rows)
+    return pa.table({UID: pa.array(uid, pa.int64()), XPAYLOAD: payload})
+
+
+def _attach_src(links: pa.Table, payloads: pa.Table) -> pa.Table:
+    from curate.components import unique_pairs
+
+    src, dst = unique_pairs(_np(links.column("src")), _np(links.column("dst")))
+    xtype = payloads.schema.field(XPAYLOAD).type
+    if src.size == 0 or payloads.num_rows == 0:  # (a link's payload is always in its partition)
+        return pa.table({"src": pa.array([], pa.int64()), "dst": pa.array([], pa.int64()), "_cd_xa": pa.array([], xtype)})
+    p = payloads.sort_by(UID)
+    idx, _ = _lookup(_np(p.column(UID)), src)
+    return pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64()),
+                     "_cd_xa": p.column(XPAYLOAD).take(pa.array(idx))})
+
+
+def _verify_dst(links: pa.Table, payloads: pa.Table, processor: ClusterDedup, sink: Any) -> pa.Table:
+    if links.num_rows == 0:
+        return _LINKS.empty_table()
+    processor.setup()
+    p = payloads.sort_by(UID)
+    idx, _ = _lookup(_np(p.column(UID)), _np(links.column("dst")))
+    xb = p.column(XPAYLOAD).take(pa.array(idx))
+    ok = np.asarray(processor.exact_verify(links.column("_cd_xa"), xb), dtype=bool)
+    report(sink, {"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
+    return links.select(["src", "dst"]).filter(pa.array(ok))
 
 
 def _lookup(keys_sorted: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ components) go to a small actor, `StatsSink`, rather than through extra passes o
 """
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -34,22 +35,52 @@ _EDGE_SCHEMA = pa.schema([(K, pa.int64()), (O, pa.int64())])
 
 @ray.remote(num_cpus=0)
 class StatsSink:
-    """Counters summed across Ray tasks (reducers report once per partition)."""
+    """Counters summed across Ray tasks, kept per run (reducers report once per partition)."""
 
     def __init__(self) -> None:
-        self.counts: Counter = Counter()
+        self.runs: dict[str, Counter] = {}
 
-    def add(self, counts: dict[str, int]) -> None:
-        self.counts.update({k: int(v) for k, v in counts.items() if v})
+    def add(self, run: str, counts: dict[str, int]) -> None:
+        self.runs.setdefault(run, Counter()).update({k: int(v) for k, v in counts.items() if v})
+
+    def get(self, run: str) -> dict[str, int]:
+        return dict(self.runs.get(run, {}))
+
+    def clear(self, run: str) -> None:
+        self.runs.pop(run, None)
+
+
+_SINK: tuple[str, Any] | None = None  # (job id, actor handle): one sink per driver
+
+
+class RunStats:
+    """A namespace in this driver's `StatsSink` (created once: an actor costs a process start)."""
+
+    def __init__(self) -> None:
+        global _SINK
+        job = ray.get_runtime_context().get_job_id()
+        if _SINK is None or _SINK[0] != job:
+            _SINK = (job, StatsSink.remote())
+        self.sink = _SINK[1]
+        self.run = uuid.uuid4().hex
+
+    @property
+    def handle(self) -> tuple[Any, str]:
+        """What tasks get: pass it to `report`."""
+        return (self.sink, self.run)
 
     def get(self) -> dict[str, int]:
-        return dict(self.counts)
+        return ray.get(self.sink.get.remote(self.run))
+
+    def close(self) -> None:
+        self.sink.clear.remote(self.run)
 
 
-def report(sink: Any, counts: dict[str, int]) -> None:
-    """Add counters to a sink from inside a task (synchronously, so nothing is lost)."""
-    if sink is not None and any(counts.values()):
-        ray.get(sink.add.remote(counts))
+def report(handle: tuple[Any, str] | None, counts: dict[str, int]) -> None:
+    """Add counters from inside a task (synchronously, so nothing is lost before the driver reads)."""
+    if handle is not None and any(counts.values()):
+        sink, run = handle
+        ray.get(sink.add.remote(run, counts))
 
 
 # -- vectorised partition steps ----------------------------------------------------------------
@@ -111,6 +142,7 @@ def _large_star(part: pa.Table, sink: Any, round_no: int, count_edges: bool) -> 
     counts = {f"changed_{round_no}": changed}
     if count_edges:
         counts["edges"] = int(np.count_nonzero(up))  # each undirected edge once, at its smaller end
+        counts["nodes"] = int(starts.size)  # every node is a key exactly once (both directions)
     report(sink, counts)
     return _table(o[up], m[up])  # (v, m) keyed by the larger end v, v > m always
 
@@ -136,7 +168,7 @@ def _label(part: pa.Table, sink: Any) -> pa.Table:
     starts, _ = _groups(k)
     nodes = k[starts]
     comp = np.minimum(nodes, o[starts])
-    report(sink, {"components": int(np.count_nonzero(comp == nodes)), "nodes": int(nodes.size)})
+    report(sink, {"components": int(np.count_nonzero(comp == nodes))})
     return pa.table({NODE: pa.array(nodes, pa.int64()), COMPONENT: pa.array(comp, pa.int64())})
 
 
@@ -150,17 +182,16 @@ def connected_components(
     src: str = "src",
     dst: str = "dst",
     max_rounds: int = 100,
-    sink: Any = None,
+    materialize: bool = True,
 ) -> tuple["ray.data.Dataset", dict[str, int]]:
     """Label every node that appears in `edges` with its component: the smallest node id in it.
 
     `edges` holds int64 columns `src` and `dst` (any orientation; duplicates and self-loops are
-    fine). Returns a materialized Dataset of (node, component) with one row per node, and stats:
-    rounds, edges (distinct undirected, self-loops excluded), nodes, components.
+    fine). Returns a Dataset of (node, component), one row per node, and stats: rounds, edges
+    (distinct undirected, self-loops excluded), nodes, and -- when `materialize` -- components.
+    With `materialize=False` the labels come back lazy, to be fused with what consumes them.
     """
-    own_sink = sink is None
-    if own_sink:
-        sink = StatsSink.remote()
+    stats = RunStats()
     try:
         P = max(1, int(num_partitions))
         kw = dict(batch_format="pyarrow", zero_copy_batch=True)
@@ -175,29 +206,23 @@ def connected_components(
                 .map_batches(
                     _large_star,
                     batch_size=None,
-                    fn_kwargs={"sink": sink, "round_no": rounds, "count_edges": rounds == 1},
+                    fn_kwargs={"sink": stats.handle, "round_no": rounds, "count_edges": rounds == 1},
                     **kw,
                 )
                 .repartition(P, keys=[K])
-                .map_batches(_small_star, batch_size=None, fn_kwargs={"sink": sink, "round_no": rounds}, **kw)
+                .map_batches(_small_star, batch_size=None, fn_kwargs={"sink": stats.handle, "round_no": rounds}, **kw)
             )
             current = step.materialize()
-            counts = ray.get(sink.get.remote())
-            if counts.get(f"changed_{rounds}", 0) == 0:
+            if stats.get().get(f"changed_{rounds}", 0) == 0:
                 break
-        labels = (
-            current.repartition(P, keys=[K])
-            .map_batches(_label, batch_size=None, fn_kwargs={"sink": sink}, **kw)
-            .materialize()
+        labels = current.repartition(P, keys=[K]).map_batches(
+            _label, batch_size=None, fn_kwargs={"sink": stats.handle if materialize else None}, **kw
         )
-        counts = ray.get(sink.get.remote())
-        stats = {
-            "rounds": rounds,
-            "edges": counts.get("edges", 0),
-            "nodes": counts.get("nodes", 0),
-            "components": counts.get("components", 0),
-        }
-        return labels, stats
+        counts = stats.get()
+        out = {"rounds": rounds, "edges": counts.get("edges", 0), "nodes": counts.get("nodes", 0)}
+        if materialize:
+            labels = labels.materialize()
+            out["components"] = stats.get().get("components", 0)
+        return labels, out
     finally:
-        if own_sink:
-            ray.kill(sink)
+        stats.close()

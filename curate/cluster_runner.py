@@ -1,0 +1,75 @@
+"""Runs a cluster-dedup step (near duplicates) inside the segment runner.
+
+`curate.cluster_dedup` does the distributed work and hands back the surviving documents as a
+Ray Dataset; here they are written as parts (one per block, named after its content so a retry
+overwrites rather than duplicates), with any row-wise stages fused after the dedup applied on the
+way, and the removed documents go to `_dropped/` when the stage asks for a side output.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from curate.chain import Chain, part_name, task_id
+from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
+from curate.stats import StageStats
+
+DROPPED_DIR = "_dropped"  # underscore: `pyarrow.dataset(stage_folder)` skips it
+
+
+def _write_block(block: pa.Table, body: list, out_dir: str, prefix: str) -> pa.Table:
+    chain = Chain(None, body)
+    chain.setup()
+    stats = {s.name: StageStats(stage=s.name, kind=s.kind, tasks=1) for s in body}
+    ids = sorted(block["id"].to_pylist()) if block.num_rows else []
+    tid = task_id(f"{prefix}:{ids[0] if ids else 'empty'}:{len(ids)}")
+    table = chain.apply_body(block, stats) if body else block
+    folder = Path(out_dir) if prefix == "kept" else Path(out_dir) / DROPPED_DIR
+    part = None
+    if table.num_rows:
+        with AtomicParquetWriter(folder / part_name(tid)) as w:
+            w.write(table)
+        part = part_name(tid)
+    record = {"task": tid, "input": f"{prefix} block of {len(ids)} rows",
+              "part": part if prefix == "kept" else None, "rows": table.num_rows if prefix == "kept" else 0,
+              "stats": {n: s.to_dict() for n, s in stats.items()}}
+    write_json_atomic(Path(out_dir) / TASKS_DIR / f"{tid}.json", record)
+    return pa.table({"record": [json.dumps(record)]})
+
+
+def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -> list[dict[str, Any]]:
+    import ray
+
+    from curate.cluster_dedup import run_cluster_dedup
+    from curate.runner import _num_partitions
+
+    if not parts:
+        return []
+    head = seg.head
+    proc = head.build()
+    ds = ray.data.read_parquet(parts)
+    rows_in = ds.count()
+    kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers))
+    dropped = info.pop("dropped", None)
+    records = []
+    for row in kept.map_batches(_write_block, fn_kwargs=dict(body=seg.body, out_dir=str(out_dir),
+                                                             prefix="kept"),
+                                batch_size=None, batch_format="pyarrow").iter_rows():
+        records.append(json.loads(row["record"]))
+    if dropped is not None:
+        for _ in dropped.map_batches(_write_block, fn_kwargs=dict(body=[], out_dir=str(out_dir),
+                                                                  prefix="dropped"),
+                                     batch_size=None, batch_format="pyarrow").iter_rows():
+            pass
+    body_in = sum(r["stats"][seg.body[0].name]["docs_in"] for r in records) if seg.body else None
+    kept_rows = body_in if body_in is not None else sum(r["rows"] for r in records)
+    st = StageStats(stage=head.name, kind=head.kind, docs_in=rows_in, docs_out=kept_rows, tasks=1)
+    st.drops.update(info.get("drops", {}))
+    st.counters.update(info.get("counters", {}))
+    head_record = {"task": task_id(f"cluster:{head.name}"), "input": "cluster dedup", "part": None,
+                   "rows": 0, "stats": {head.name: st.to_dict()}}
+    write_json_atomic(Path(out_dir) / TASKS_DIR / f"{head_record['task']}.json", head_record)
+    return records + [head_record]
