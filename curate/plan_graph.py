@@ -18,6 +18,12 @@ from processors.schema import DOCUMENT_FIELDS
 CLUSTER_KINDS_BASE = "ClusterDedup"  # base-class name of whole-graph dedup processors
 
 
+def is_job_kind(kind: str) -> bool:
+    from curate.jobs import Job
+
+    return issubclass(processor_class(kind), Job)
+
+
 def is_cluster_kind(kind: str) -> bool:
     return any(c.__name__ == CLUSTER_KINDS_BASE for c in processor_class(kind).__mro__)
 
@@ -46,6 +52,8 @@ class Segment:
             return "parquet"
         if is_cluster_kind(self.head.kind):
             return "cluster"
+        if is_job_kind(self.head.kind):
+            return "job"
         if issubclass(processor_class(self.head.kind), Grouper):
             return "group"
         return "parquet"
@@ -74,7 +82,10 @@ def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segm
         if i < n_readers:
             continue
         cls = processor_class(spec.kind)
-        whole_dataset = issubclass(cls, Grouper) or is_cluster_kind(spec.kind)
+        whole_dataset = issubclass(cls, Grouper) or is_cluster_kind(spec.kind) or is_job_kind(spec.kind)
+        if segments and segments[-1].mode == "job" and not is_job_kind(spec.kind):
+            raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) works on documents, so it must "
+                              "come before the pools/plan/shard steps")
         if issubclass(cls, Source):
             raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) reads inputs, so it must come "
                               "first, with any other reading stages")

@@ -33,6 +33,14 @@ def registry() -> dict[str, type[Processor]]:
                         f"and {obj.__module__}.{obj.__name__}"
                     )
                 found[obj.kind] = obj
+    # Jobs (whole-output steps: pools, plan, shard) live in the engine layer: they may use Ray.
+    from curate import jobs
+
+    for obj in vars(jobs).values():
+        if isinstance(obj, type) and issubclass(obj, jobs.Job) and obj.kind:
+            if obj.kind in found:
+                raise RuntimeError(f"stage kind {obj.kind!r} is both a processor and a job")
+            found[obj.kind] = obj
     return dict(sorted(found.items()))
 
 

@@ -273,14 +273,32 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
 
 
 def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: list,
-                 out_dir: Path) -> list[dict[str, Any]]:
+                 out_dir: Path, prev_dir: Path | None = None) -> list[dict[str, Any]]:
     workers = _workers(cfg, opts, seg)
     if seg.mode in ("source", "parquet"):
         return _run_file_segment(seg, tasks, out_dir, workers, opts)
     if seg.mode == "group":
         return _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
+    if seg.mode == "job":
+        return _run_job_segment(cfg, seg, prev_dir, out_dir)
     from curate.cluster_runner import run_cluster_segment
     return run_cluster_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
+
+
+def _run_job_segment(cfg: PipelineConfig, seg: Segment, prev_dir: Path | None,
+                     out_dir: Path) -> list[dict[str, Any]]:
+    if prev_dir is None:
+        raise ConfigError(f"step {seg.name!r} needs an earlier step's output")
+    job = seg.head.build()
+    result = job.run(prev_dir, out_dir, cfg.seed)
+    st = StageStats(stage=seg.head.name, kind=seg.head.kind, tasks=1,
+                    docs_in=int(result.get("docs_in", 0)), docs_out=int(result.get("docs_out", 0)))
+    st.drops.update(result.get("drops", {}))
+    st.counters.update(result.get("counters", {}))
+    if seg.body:
+        raise ConfigError(f"step {seg.name!r}: nothing may be fused after a job")
+    return [{"task": task_id(f"job:{seg.head.name}"), "input": str(prev_dir), "part": None,
+             "rows": 0, "stats": {seg.head.name: st.to_dict()}}]
 
 
 def _stage_dir(output: Path, name: str) -> Path:
@@ -325,6 +343,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
 
     all_stats: list[StageStats] = []
     upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()
+    prev_dir: Path | None = None
     with ray_context(cfg, opts):
         for seg in segments:
             out_dir = _stage_dir(output, seg.name)
@@ -344,7 +363,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                 t0 = time.monotonic()
                 try:
                     _prepare_folder(out_dir, fp, opts, seg.mode)
-                    records = _run_segment(cfg, opts, seg, tasks, out_dir)
+                    records = _run_segment(cfg, opts, seg, tasks, out_dir, prev_dir)
                 except (ConfigError, ProcessorError):
                     raise
                 except Exception as e:  # noqa: BLE001 - re-raised with the step and root cause
@@ -356,16 +375,19 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                 stats = merge(r["stats"] for r in records)
                 _write_stage_stats(output, seg, stats, time.monotonic() - t0)
                 parts = [r["part"] for r in records if r.get("part")]
-                remove_stale_parts(out_dir, parts)
+                if seg.mode != "job":
+                    remove_stale_parts(out_dir, parts)
                 rows = sum(r["rows"] for r in records)
                 commit(out_dir, {
                     "fingerprint": fp, "stages": [s.name for s in seg.stages], "parts": len(parts),
+                    "mode": seg.mode,
                     "rows": rows, "tasks": len(records),
                     "finished_at": datetime.now(timezone.utc).isoformat(),
                 })
                 (out_dir / RUNNING_MARKER).unlink(missing_ok=True)
                 all_stats.extend(stats[s.name] for s in seg.stages)
             upstream = fp
+            prev_dir = out_dir
             tasks = [(None, p) for p in parquet_parts(out_dir)]
     result = RunResult(output=output, final_dir=_stage_dir(output, segments[-1].name),
                        stats=all_stats, wall_s=time.monotonic() - t_start)

@@ -1,0 +1,97 @@
+"""Jobs: whole-output steps at the end of a pipeline (pools, plan, shard).
+
+A document stage maps batches; a job reads the previous step's folder as a whole and writes its
+own artefacts (pools.json and per-pool Parquet, plan.json and report.html, token shards and a
+manifest). Jobs may use Ray themselves, so they live in the engine layer, not in `processors/`.
+The runner treats a job like any step: it runs once, writes `_stats.json`, commits last, and a
+rerun skips it when committed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from processors.base import Params, Processor, ProcessorError
+
+
+class Job(Processor):
+    """Base of jobs. `run` returns a stats dict: docs_in, docs_out, counters, drops (all optional)."""
+
+    checkpoint_default: ClassVar[bool] = True
+
+    def check(self) -> None:
+        """Cheap checks only: the driver calls this before any work."""
+
+    def run(self, prev_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- pools
+class PoolsParams(Params):
+    quantiles: list[float] | None = Field([0.5], description="quality bucket edges as quantiles of "
+                                          "the score (e.g. [0.5, 0.9]); or give `edges`")
+    edges: list[float] | None = Field(None, description="explicit score thresholds between buckets")
+    tokenizer: str = Field("cl100k_base", description="tiktoken encoding name or tokenizer.json path "
+                           "used to count unique tokens per pool")
+    quality_column: str = "quality_score"
+    domain_column: str | None = "domain_label"
+    samples: int = Field(3, ge=0, description="sample texts kept per pool in the summary")
+
+
+class PoolsJob(Job):
+    kind = "pools"
+    Params = PoolsParams
+    requires = ("text",)
+
+    def run(self, prev_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+        from curate.classify.pools import PoolsConfig, build_pools
+
+        p = self.params
+        parts = sorted(str(x) for x in Path(prev_dir).glob("part-*.parquet"))
+        if not parts:
+            raise ProcessorError(f"pools: no documents in {prev_dir}")
+        cfg = PoolsConfig(inputs=parts, output=str(out_dir), edges=p.edges,
+                          quantiles=None if p.edges is not None else p.quantiles,
+                          tokenizer=p.tokenizer, quality_column=p.quality_column,
+                          domain_column=p.domain_column, samples=p.samples, executor="ray",
+                          overwrite=True)
+        summary = build_pools(cfg, log=lambda _m: None)
+        pools = summary.get("pools", [])
+        docs = sum(int(x.get("documents", 0)) for x in pools)
+        return {"docs_in": docs, "docs_out": docs,
+                "counters": {"pools": len(pools),
+                             "unique_tokens": sum(int(x.get("unique_tokens", 0)) for x in pools)}}
+
+
+# ---------------------------------------------------------------- plan
+class PlanParams(Params):
+    budget_flops: float | None = Field(None, gt=0, description="training compute budget C = 6·N·D")
+    params: float | None = Field(None, gt=0, description="model parameters N (with `tokens`)")
+    tokens: float | None = Field(None, gt=0, description="training tokens D (with `params`)")
+    base: str = Field("chinchilla", description="scaling-law constants: chinchilla, epoch, "
+                      "muennighoff_c4")
+    fit: str | None = Field(None, description="a fit.json from `curate plan fit` (q_i, R*_i per pool)")
+
+
+class PlanJob(Job):
+    kind = "plan"
+    Params = PlanParams
+
+    def check(self) -> None:
+        p = self.params
+        if p.budget_flops is None and (p.params is None or p.tokens is None):
+            raise ProcessorError("plan: give budget_flops, or params and tokens")
+
+    def run(self, prev_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+        from curate.planner.plan import plan_command
+
+        p = self.params
+        pools = Path(prev_dir) / "pools.json"
+        if not pools.is_file():
+            raise ProcessorError(f"plan: {pools} not found (a `pools` step must come first)")
+        plan = plan_command(pools, out_dir, budget_flops=p.budget_flops, params=p.params,
+                            tokens=p.tokens, base=p.base, fit=p.fit)
+        kept = [x for x in plan.get("pools", []) if x.get("weight", 0) > 0] if isinstance(plan, dict) else []
+        return {"counters": {"pools_kept": len(kept)}}
