@@ -216,19 +216,22 @@ def stages() -> None:
         typer.echo(f"{kind}  ({cls.__module__}.{cls.__name__})")
         for fname, f in cls.Params.model_fields.items():
             desc = f" — {f.description}" if f.description else ""
-            typer.echo(f"    {fname} = {f.default!r}{desc}")
+            default = "(required)" if f.is_required() else repr(f.get_default(call_default_factory=True))
+            typer.echo(f"    {fname} = {default}{desc}")
 
 
-def _mount_optional() -> None:
-    """Sub-apps owned by other modules (planner, ...), mounted when present."""
-    try:
-        from curate.planner.cli import plan_app
-    except ImportError:
-        return
+def _mount_subcommands() -> None:
+    """Sub-apps that live beside their code: classifiers, pools, planner."""
+    from curate.classify.cli import classify_app, pools_command
+    from curate.planner.cli import plan_app
+
+    app.add_typer(classify_app, name="classify", help="Train the quality and domain classifiers.")
+    app.command("pools", help="Group classified documents into pools (source × domain × "
+                "quality bucket): pools.json + per-pool Parquet.")(pools_command)
     app.add_typer(plan_app, name="plan", help="The mixture planner: pools, budget → plan.json + report.")
 
 
-_mount_optional()
+_mount_subcommands()
 
 
 def main() -> None:

@@ -215,18 +215,19 @@ def sample(docs: list[Doc], n: int | None, rng: np.random.Generator) -> list[Doc
     return [docs[i] for i in keep]
 
 
-def train_fasttext(lines: Sequence[str], params: dict, retries: int = 2,
-                   log: Callable[[str], None] = print):
-    """Train a fastText supervised model on `__label__x text` lines.
+def train_fasttext(lines: Sequence[str], params: dict, output: str | Path, retries: int = 2,
+                   log: Callable[[str], None] = print) -> tuple[dict, dict]:
+    """Train a fastText supervised model on `__label__x text` lines and save it to `output`.
 
-    fastText-numpy2-wheel sometimes aborts with `Encountered NaN` (seen on tiny, repetitive
-    inputs): the learning rate is halved and training retried up to `retries` times; if it still
-    fails, a ClassifyError says what to change. Returns (model, params actually used).
+    Training runs in a fresh Python process (curate/classify/fasttext_child.py says why: repeated
+    trainings in one process are not reproducible with fasttext-numpy2-wheel). If fastText aborts
+    with `Encountered NaN`, the learning rate is halved and training retried up to `retries` times;
+    if it still fails, a ClassifyError says what to change. Returns (params actually used,
+    {"words": vocabulary size, "labels": [...]}).
     """
-    import fasttext
+    import subprocess
+    import sys
 
-    if hasattr(fasttext, "FastText") and hasattr(fasttext.FastText, "eprint"):
-        fasttext.FastText.eprint = lambda *_: None
     if not lines:
         raise ClassifyError("no training lines")
     with tempfile.TemporaryDirectory(prefix="curate-fasttext-") as tmp:
@@ -234,18 +235,26 @@ def train_fasttext(lines: Sequence[str], params: dict, retries: int = 2,
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         used = dict(params)
         for attempt in range(retries + 1):
+            job = {"input": str(path), "output": str(output), "params": used}
+            proc = subprocess.run([sys.executable, "-m", "curate.classify.fasttext_child", json.dumps(job)],
+                                  capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[2]))
             try:
-                return fasttext.train_supervised(input=str(path), verbose=0, **used), used
-            except RuntimeError as e:
-                if "NaN" not in str(e):
-                    raise ClassifyError(f"fastText training failed: {e}") from e
-                if attempt == retries:
-                    raise ClassifyError(
-                        f"fastText training diverged ('{e}') {retries + 1} times, the last with lr="
-                        f"{used['lr']}. This happens on tiny or repetitive training sets: give it more "
-                        "varied text, or lower --lr / --epoch.") from e
-                log(f"fastText: '{e}' with lr={used['lr']}; retrying with lr={used['lr'] / 2}")
-                used["lr"] = used["lr"] / 2
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):
+                raise ClassifyError(f"fastText training process failed (exit {proc.returncode}): "
+                                    f"{(proc.stderr or proc.stdout)[-2000:]}") from None
+            if result["ok"]:
+                return used, {"words": result["words"], "labels": result["labels"]}
+            err = result["error"]
+            if "NaN" not in err:
+                raise ClassifyError(f"fastText training failed: {err}")
+            if attempt == retries:
+                raise ClassifyError(
+                    f"fastText training diverged ('{err}') {retries + 1} times, the last with lr="
+                    f"{used['lr']}. This happens on tiny or repetitive training sets: give it more "
+                    "varied text, or lower --lr / --epoch.")
+            log(f"fastText: '{err}' with lr={used['lr']}; retrying with lr={used['lr'] / 2}")
+            used["lr"] = used["lr"] / 2
     raise AssertionError("unreachable")
 
 

@@ -44,7 +44,7 @@ class DomainTrainConfig(BaseModel):
     dim: int = Field(64, ge=2)
     word_ngrams: int = Field(2, ge=1)
     min_count: int = Field(1, ge=1)
-    bucket: int = Field(1_000_000, ge=1000)
+    bucket: int = Field(200_000, ge=1000)
     thread: int = Field(1, ge=1)
     seed: int = 0
 
@@ -97,8 +97,7 @@ def train_domain(cfg: DomainTrainConfig, log: Callable[[str], None] = print) -> 
               "minCount": cfg.min_count, "bucket": cfg.bucket, "thread": cfg.thread, "seed": cfg.seed,
               "loss": cfg.loss}
     t1 = time.perf_counter()
-    model, used = train_fasttext(lines, params, log=log)
-    model.save_model(str(out))
+    used, _ = train_fasttext(lines, params, out, log=log)
     t_train = time.perf_counter() - t1
     stage = DomainLabel(DomainLabelParams(model_path=str(out)))
     stage.setup()

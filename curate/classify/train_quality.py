@@ -16,8 +16,9 @@ The recipe, shared by both model types so their figures compare:
    code path a pipeline runs) and write `<model stem>.eval.json` beside the model: ROC AUC,
    precision/recall/F1 at `threshold`, the best-F1 threshold, counts, the full configuration.
 
-fastText: word unigrams + bigrams (as DCLM's classifier), `thread=1` and a fixed seed, so the same
-inputs and seed give the same model, byte for byte. Embedding: all-MiniLM-L6-v2 embeddings
+fastText: word unigrams + bigrams (as DCLM's classifier), `thread=1`, a fixed seed, and a fresh
+process per training (curate/classify/fasttext_child.py), so the same inputs and seed give the same
+model, byte for byte (a test checks it). Embedding: all-MiniLM-L6-v2 embeddings
 (frozen) and a `linear` (logistic regression) or `mlp` head trained with AdamW on one thread with
 a fixed seed; `torch.use_deterministic_algorithms` is on while it trains.
 """
@@ -49,7 +50,7 @@ class FastTextOptions(BaseModel):
     dim: int = Field(64, ge=2)
     word_ngrams: int = Field(2, ge=1)
     min_count: int = Field(2, ge=1)
-    bucket: int = Field(1_000_000, ge=1000)
+    bucket: int = Field(200_000, ge=1000)
     thread: int = Field(1, ge=1, description="1 = deterministic; more is faster but not reproducible")
 
 
@@ -65,6 +66,8 @@ class EmbeddingOptions(BaseModel):
     max_tokens: int = Field(256, ge=8, le=512)
     threads: int | None = Field(None, ge=1, description="torch threads for embedding (default: torch's)")
     encoder_path: str | None = None
+    cache: str | None = Field(None, description="an .npz file keeping the chunks' embeddings: a later run "
+                              "on the same chunks (any head settings) reuses them instead of re-embedding")
 
 
 class QualityTrainConfig(BaseModel):
@@ -143,19 +146,34 @@ def _train_fasttext_model(cfg: QualityTrainConfig, train: list[tuple[Doc, str]],
     params = {"lr": o.lr, "epoch": o.epoch, "dim": o.dim, "wordNgrams": o.word_ngrams,
               "minCount": o.min_count, "bucket": o.bucket, "thread": o.thread, "seed": cfg.seed,
               "loss": "softmax"}
-    model, used = train_fasttext(lines, params, log=log)
-    model.save_model(str(out))
-    return {"fasttext_params": used, "vocabulary": len(model.words)}
+    used, info = train_fasttext(lines, params, out, log=log)
+    return {"fasttext_params": used, "vocabulary": info["words"]}
 
 
 def _embed(cfg: QualityTrainConfig, docs: list[Doc], log: Callable[[str], None]) -> np.ndarray:
+    import hashlib
+
     from processors.quality_embed import MiniLMEncoder
 
     o = cfg.embedding
     enc = MiniLMEncoder(o.encoder_path, max_tokens=o.max_tokens, threads=o.threads)
+    texts = [d.text for d in docs]
+    h = hashlib.sha256(f"{enc.path.name}\x00{o.max_tokens}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
+    key = h.hexdigest()
+    cache = Path(o.cache) if o.cache else None
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            if str(z["key"]) == key:
+                log(f"embeddings of {len(texts)} chunks read from {cache}")
+                return z["emb"]
     t0 = time.perf_counter()
-    emb = enc.embed([d.text for d in docs])
+    emb = enc.embed(texts)
     log(f"embedded {len(docs)} chunks in {time.perf_counter() - t0:.1f} s")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, key=np.array(key), emb=emb)
     return emb
 
 
@@ -188,7 +206,7 @@ def train_head(emb: np.ndarray, y: np.ndarray, o: EmbeddingOptions, seed: int):
                 loss = loss_fn(head(x[idx]).squeeze(-1), t[idx])
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             last = total / len(x)
         if not np.isfinite(last):
             raise ClassifyError(f"the embedding head diverged (loss {last}); lower --head-lr")
