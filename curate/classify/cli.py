@@ -51,6 +51,8 @@ def _csv(value: Optional[str], cast=str) -> Optional[list]:
 def train_quality_command(
     web: Optional[List[str]] = typer.Option(None, "--web", help="Extracted web documents (negatives): "
                                             "Parquet files, globs or folders with a `text` column. Repeatable."),
+    web_source: Optional[List[str]] = typer.Option(None, "--web-source", help="Keep only web rows "
+                                                    "whose `source` is this (e.g. cc). Repeatable."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Model file to write (.bin for "
                                           "fasttext, .safetensors for embedding); <stem>.eval.json goes beside it."),
     reference: Optional[List[str]] = typer.Option(
@@ -80,7 +82,8 @@ def train_quality_command(
     from curate.classify.train_quality import QualityTrainConfig, train_quality
 
     data: dict = dict(yaml.safe_load(config.read_text()) or {}) if config else {}
-    for key, value in (("web", list(web) if web else None), ("output", str(output) if output else None),
+    for key, value in (("web", list(web) if web else None),
+                       ("web_sources", list(web_source) if web_source else None), ("output", str(output) if output else None),
                        ("reference", list(reference) if reference else None),
                        ("reference_format", reference_format), ("model_type", model_type),
                        ("lang", _csv(lang)), ("max_chunks_per_class", max_chunks_per_class),

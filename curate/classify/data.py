@@ -134,11 +134,18 @@ def read_reference(patterns: Sequence[str], fmt: str = "auto", unk: str = "remov
     return docs
 
 
-def read_web(patterns: Sequence[str]) -> list[Doc]:
-    """Extracted web documents (Parquet with `text`; grouped by `domain`, else `url`, else `id`)."""
+def read_web(patterns: Sequence[str], sources: Sequence[str] | None = None) -> list[Doc]:
+    """Extracted web documents (Parquet with `text`; grouped by `domain`, else `url`, else `id`).
+
+    `sources` keeps only rows whose `source` column is listed (a pipeline folder may also hold
+    the reference corpus itself, which must not become a negative).
+    """
     docs: list[Doc] = []
+    keep = set(sources) if sources else None
     for path in expand(patterns, suffixes=(".parquet",)):
-        for i, rec in enumerate(iter_parquet_rows(path, ["id", "url", "domain", "text"])):
+        for i, rec in enumerate(iter_parquet_rows(path, ["id", "url", "domain", "text", "source"])):
+            if keep is not None and rec.get("source") not in keep:
+                continue
             text = rec.get("text")
             if text and text.strip():
                 group = rec.get("domain") or rec.get("url") or rec.get("id") or f"{path}:{i}"

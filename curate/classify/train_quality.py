@@ -77,6 +77,7 @@ class QualityTrainConfig(BaseModel):
     reference_format: Literal["auto", "wikitext", "text", "jsonl", "parquet"] = "auto"
     unk: Literal["remove", "drop_sentence", "keep"] = "remove"
     web: list[str]
+    web_sources: list[str] | None = None  # keep only these `source` values of the web Parquet
     output: str
     model_type: Literal["fasttext", "embedding"] = "fasttext"
     lang: list[str] = Field(default_factory=lambda: ["en"])
@@ -103,7 +104,7 @@ def build_dataset(cfg: QualityTrainConfig, log: Callable[[str], None] = print) -
     stats: dict = {}
     sides = {}
     for label, docs_fn, stream in ((POSITIVE, lambda: read_reference(cfg.reference, cfg.reference_format, cfg.unk), 1),
-                                   (NEGATIVE, lambda: read_web(cfg.web), 2)):
+                                   (NEGATIVE, lambda: read_web(cfg.web, cfg.web_sources), 2)):
         docs = docs_fn()
         n_read = len(docs)
         docs = filter_language(docs, cfg.lang)

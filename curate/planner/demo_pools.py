@@ -3,11 +3,13 @@
 - `wiki`: WikiText-2 valid + test, de-tokenised (the corpus ships with spaces around punctuation,
   ` @-@ ` for hyphens); one document per top-level article (`= Title =` headings).
 - `web_high` / `web_low`: main text of the real HTML pages in web/*.warc.gz, extracted with
-  trafilatura (records read with fastwarc), split by a Gopher-like quality proxy: a page is `high`
-  if it passes every Gopher rule below (Rae et al. 2021, sec. A.1.1, thresholds as published) and
-  at least 80% of its words sit in lines that end in terminal punctuation (the C4 / FineWeb line
-  rule, made a document score), else `low`. Pages with fewer than 20 words are dropped as empty
-  extractions. WikiText's `<unk>` placeholders are removed.
+  trafilatura (records read with fastwarc), English pages only (a stop-word test, below: the law
+  assumes pools that help one target, and German pages hurt an English model at proxy scale),
+  split in two halves (by characters) of a Gopher-like quality score:
+      score = (share of words in lines ending in terminal punctuation)   # C4 / FineWeb line rule
+              - 0.5 x (number of Gopher rules broken)                   # Rae et al. 2021, A.1.1
+  Pages with fewer than 20 words are dropped as empty extractions. WikiText's `<unk>`
+  placeholders are removed.
 
 The pools are written in the layout pools.json documents: one Parquet file per pool with a `text`
 column, and pools.json beside them with counts (unique_tokens counted with the given tokenizer).
@@ -15,8 +17,8 @@ column, and pools.json beside them with counts (unique_tokens counted with the g
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,7 +35,7 @@ _BULLET = re.compile(r"^\s*[\u2022\-\*\u25cf\u25aa\u2023]")
 
 def detokenize_wikitext(text: str) -> str:
     """Undo WikiText's tokenisation: ` @-@ ` -> `-`, ` @,@ ` -> `,`, spaces before punctuation."""
-    t = text.replace(" <unk>", "").replace("<unk> ", "")
+    t = re.sub(r" *<unk> *", " ", text).strip()
     t = t.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".")
     t = re.sub(r" ([.,;:!?%)\]}])", r"\1", t)
     t = re.sub(r"([(\[{$]) ", r"\1", t)
@@ -52,10 +54,12 @@ def wikitext_articles(paths: list[Path]) -> list[str]:
             if head.match(line):
                 if cur:
                     docs.append("\n".join(cur).strip())
-                cur = [line.strip(" =")]
+                cur = [detokenize_wikitext(line.strip(" ="))]
             elif line.strip():
                 s = line.strip()
-                cur.append(s.strip(" =") if s.startswith("=") else detokenize_wikitext(s))
+                s = detokenize_wikitext(s.strip(" =") if s.startswith("=") else s)
+                if s:
+                    cur.append(s)
     if cur:
         docs.append("\n".join(cur).strip())
     return [d for d in docs if len(d.split()) >= 20]
@@ -93,8 +97,36 @@ def terminal_punct_fraction(text: str) -> float:
     return good / max(total, 1)
 
 
-def is_high_quality(text: str) -> bool:
-    return not gopher_failures(text) and terminal_punct_fraction(text) >= 0.8
+def quality_score(text: str) -> float:
+    return terminal_punct_fraction(text) - 0.5 * len(gopher_failures(text))
+
+
+_EN = {"the", "and", "of", "to", "a", "in", "is", "that", "for", "it", "with", "as", "was", "on", "are", "this",
+       "be", "by"}
+_DE = {"der", "die", "und", "das", "ist", "nicht", "mit", "den", "von", "zu", "ein", "eine", "auf", "sich", "im",
+       "auch", "dem"}
+
+
+def is_english(text: str) -> bool:
+    """More than 10% of words are common English function words, and more English than German
+    ones: enough to separate the shared pages' English from their German, Spanish, French, Chinese."""
+    words = [w.lower().strip(".,;:!?()\"'") for w in text.split()]
+    en = sum(w in _EN for w in words) / max(len(words), 1)
+    de = sum(w in _DE for w in words) / max(len(words), 1)
+    return en > 0.1 and en > de
+
+
+def split_by_quality(texts: list[str]) -> tuple[list[str], list[str]]:
+    """Higher-scoring half (by characters) and the rest, each in original order."""
+    scores = [quality_score(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -scores[i])
+    total, acc, high = sum(len(t) for t in texts), 0, set()
+    for i in order:
+        if acc >= total / 2:
+            break
+        high.add(i)
+        acc += len(texts[i])
+    return [t for i, t in enumerate(texts) if i in high], [t for i, t in enumerate(texts) if i not in high]
 
 
 def gopher_failures(text: str) -> list[str]:
@@ -141,9 +173,8 @@ def build_demo_pools(shared_data: Path, out_dir: Path, count_tokens: Callable[[l
     wiki = wikitext_articles([shared_data / "reference" / "wikitext-2-valid.txt",
                               shared_data / "reference" / "wikitext-2-test.txt"])
     files = sorted((shared_data / "web").glob("*.warc.gz"))[: warcs or None]
-    web = warc_main_texts(files)
-    high = [t for t in web if is_high_quality(t)]
-    low = [t for t in web if not is_high_quality(t)]
+    web = [t for t in warc_main_texts(files) if is_english(t)]
+    high, low = split_by_quality(web)
     pools = [
         write_pool("wiki", wiki, out_dir, count_tokens, source="wikitext-2", domain="encyclopedia", bucket="high"),
         write_pool("web_high", high, out_dir, count_tokens, source="web-warc", domain="web", bucket="high"),

@@ -20,14 +20,27 @@ import numpy as np
 
 from .fit import FitResult, Observation, Validation, fit_law, validate
 from .pools import PoolsFile, iter_texts
-from .proxy import ModelShape, PoolTokens, RunResult, RunSpec, TrainConfig, encode_docs, split_pool, train_run, train_tokenizer
+from .proxy import (
+    ModelShape,
+    PoolTokens,
+    RunResult,
+    RunSpec,
+    TrainConfig,
+    encode_docs,
+    split_pool,
+    train_run,
+    train_tokenizer,
+)
 
 
 @dataclass
 class FitDesign:
-    tokens: int = 2**18  # D0: tokens of a full proxy run
-    sizes: tuple[int, ...] = (48, 64, 96)  # d_model of the one-epoch size sweep
-    base_size: int = 64  # d_model of the epoch sweep, the small-D runs and the held-out mixtures
+    # Sized for two shared CPU cores: 30 runs of 2^17 tokens. The models (d_model 32-64, 2 layers,
+    # 2k vocabulary: 25k-100k non-embedding parameters) are far below RegMix's 1M proxies; on a GPU
+    # raise tokens and sizes (the design is the same).
+    tokens: int = 2**17  # D0: tokens of a full proxy run
+    sizes: tuple[int, ...] = (32, 48, 64)  # d_model of the one-epoch size sweep
+    base_size: int = 32  # d_model of the epoch sweep, the small-D runs and the held-out mixtures
     epochs: tuple[int, ...] = (2, 4, 8, 16)  # plus the one-epoch run of the size sweep
     small_tokens_frac: float = 0.25
     n_holdout: int = 6
@@ -36,8 +49,8 @@ class FitDesign:
     vocab: int = 2048
     valid_tokens: int = 16384  # held-out tokens per pool for the validation mix
     seed: int = 0
-    n_boot: int = 200
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=16, lr=1e-2))
+    n_boot: int = 100
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=8, lr=1e-2))
 
     def shape(self, d: int) -> ModelShape:
         return ModelShape(d_model=d, n_layers=2, n_heads=4, d_ff=2 * d, context=self.context)
@@ -67,9 +80,11 @@ def prepare_tokens(pf: PoolsFile, design: FitDesign, max_chars: int | None = Non
 
 
 def dirichlet_mixtures(shares: np.ndarray, n: int, seed: int, temperature: float = 0.5,
-                       strengths: tuple[float, float] = (0.3, 5.0), minimum: float = 0.02) -> np.ndarray:
+                       strengths: tuple[float, float] = (0.3, 5.0), minimum: float = 0.05) -> np.ndarray:
     """RegMix-style mixture sampling: prior = token shares ** temperature (renormalised), Dirichlet
-    with a concentration drawn log-uniformly; tiny weights are zeroed and the rest renormalised."""
+    with a concentration drawn log-uniformly; weights under `minimum` are zeroed and the rest
+    renormalised. A sample must mix at least two pools: a single-pool "mixture" would repeat a
+    configuration the fit already trained on, and a held-out run must be one no fit saw."""
     rng = np.random.default_rng(seed)
     prior = shares**temperature
     prior = prior / prior.sum()
@@ -78,7 +93,7 @@ def dirichlet_mixtures(shares: np.ndarray, n: int, seed: int, temperature: float
         s = np.exp(rng.uniform(np.log(strengths[0]), np.log(strengths[1])))
         w = rng.dirichlet(prior * s * len(prior))
         w = np.where(w < minimum, 0.0, w)
-        if w.sum() == 0:
+        if np.count_nonzero(w) < min(2, len(w)):
             continue
         w = np.round(w / w.sum(), 3)
         w = w / w.sum()
@@ -133,17 +148,18 @@ class FitReport:
     design: FitDesign
     val_mix: dict[str, float]
     seconds: float
+    cpu_seconds: float = 0.0  # process CPU time: on shared, busy cores a steadier figure than wall time
 
     def to_dict(self) -> dict:
         return {"fit": self.fit.to_dict(), "validation": self.validation.to_dict(),
                 "runs": [r.to_dict() for r in self.runs], "design": asdict(self.design), "val_mix": self.val_mix,
-                "seconds": self.seconds, "n_runs": len(self.runs)}
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "n_runs": len(self.runs)}
 
 
 def fit_pools(pf: PoolsFile, design: FitDesign, val_mix: dict[str, float] | None = None, ref: str | None = None,
               log=print) -> FitReport:
     """The whole `curate plan fit`: tokenise, run the proxies, fit, validate."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     names = [p.name for p in pf.pools]
     _, pools = prepare_tokens(pf, design)
     val_mix = val_mix or {p: 1.0 for p in names}
@@ -153,7 +169,7 @@ def fit_pools(pf: PoolsFile, design: FitDesign, val_mix: dict[str, float] | None
     held = [observation(r, names) for r in results if r.spec.kind == "holdout"]
     fit = fit_law(fit_obs, names, ref=ref, n_boot=design.n_boot, seed=design.seed)
     val = validate(fit, held)
-    return FitReport(fit, val, results, design, val_mix, time.perf_counter() - t0)
+    return FitReport(fit, val, results, design, val_mix, time.perf_counter() - t0, time.process_time() - c0)
 
 
 def save_fit(rep: FitReport, path: str | Path) -> None:

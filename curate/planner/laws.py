@@ -34,7 +34,7 @@ class LawConstants:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_(self, **kw: Any) -> "LawConstants":
+    def with_(self, **kw: Any) -> LawConstants:
         return replace(self, **kw)
 
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .laws import LawConstants, effective_data, effective_data_derivative, effective_params
+from .laws import (
+    LawConstants,
+    effective_data,
+    effective_data_derivative,
+    effective_params,
+)
 
 
 @dataclass
@@ -75,14 +80,3 @@ class MixtureLaw:
         """dL/dx_i = -beta B D_eff^(-beta-1) * marginal_i."""
         d = self.effective_data(tokens)
         return -self.base.beta * self.base.B * d ** (-self.base.beta - 1.0) * self.marginal(tokens)
-
-    def subset(self, idx: list[int]) -> "MixtureLaw":
-        return MixtureLaw(
-            self.base,
-            [self.names[i] for i in idx],
-            self.unique_tokens[idx],
-            self.quality[idx],
-            self.rstar[idx],
-            self.param_excess,
-            dict(self.meta),
-        )

@@ -18,8 +18,8 @@ Schema (version 1), documented in docs/planner.md:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 

@@ -18,6 +18,7 @@ and, when D falls inside a jump, fill the tied pools' first epochs in proportion
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +83,8 @@ def _x_of_lambda(law: MixtureLaw, lam: float, lo: np.ndarray, hi: np.ndarray, si
     q, u, r = law.quality, law.unique_tokens, law.rstar
     x = np.zeros(law.k)
     above = lam < q
-    x[above] = u[above] * (1.0 + r[above] * np.log(q[above] / lam))
+    with np.errstate(divide="ignore", over="ignore"):  # lam -> 0: x -> inf, clipped to hi below
+        x[above] = u[above] * (1.0 + r[above] * np.log(q[above] / lam))
     tie = lam == q
     if side == "left":
         x[tie] = u[tie]
@@ -130,7 +132,7 @@ def waterfill(law: MixtureLaw, N: float, D: float, caps: Caps | None = None) -> 
                 t_lo -= 2.0 * (t_hi - t_lo)
                 if t_lo < -745:
                     raise Infeasible("token budget out of numeric range")
-            f = lambda t: S(math.exp(t)) - D  # noqa: E731
+            f = lambda t: S(math.exp(t)) - D
             eps = 1e-12  # stay off the jumps at the q values themselves
             f_lo, f_hi = f(t_lo + eps), f(t_hi - eps)
             if f_lo == 0:
@@ -194,8 +196,10 @@ def general_solve(law: MixtureLaw, N: float, D: float, caps: Caps | None = None,
                                 options={"ftol": 1e-16, "maxiter": 2000})
     elif method == "trust-constr":
         lin = optimize.LinearConstraint(np.ones((1, law.k)), 1.0, 1.0)
-        res = optimize.minimize(f, w0, jac=g, method="trust-constr", bounds=optimize.Bounds(lo_w, hi_w),
-                                constraints=[lin], options={"gtol": 1e-14, "xtol": 1e-14, "maxiter": 5000})
+        with warnings.catch_warnings():  # BFGS updates stall on the linear first-epoch stretch: harmless
+            warnings.simplefilter("ignore", UserWarning)
+            res = optimize.minimize(f, w0, jac=g, method="trust-constr", bounds=optimize.Bounds(lo_w, hi_w),
+                                    constraints=[lin], options={"gtol": 1e-14, "xtol": 1e-14, "maxiter": 5000})
     else:
         raise ValueError(f"unknown method {method!r}")
     w = np.clip(res.x, lo_w, hi_w)
@@ -206,6 +210,9 @@ def general_solve(law: MixtureLaw, N: float, D: float, caps: Caps | None = None,
     inside = (x > lo + 1e-9 * D) & (x < hi - 1e-9 * D)
     lam = float(np.max(m[inside])) if inside.any() else float(np.max(m))
     return _allocation(law, N, D, x, lam, method)
+
+
+_INFEASIBLE = 1e6  # a finite penalty keeps Brent's arithmetic clean where caps rule a size out
 
 
 @dataclass
@@ -236,10 +243,11 @@ def plan_for_budget(law: MixtureLaw, C: float, caps: Caps | None = None, n_range
         try:
             return waterfill(law, N, C / (6.0 * N), caps).loss
         except Infeasible:
-            return math.inf
+            return _INFEASIBLE
 
     ts = np.linspace(lo_t, hi_t, grid)
     ls = np.array([inner(t) for t in ts])
+    ls[ls >= _INFEASIBLE] = math.inf
     if not np.isfinite(ls).any():
         raise Infeasible(f"no model size in {n_range} makes budget C={C:.3g} feasible under the caps")
     j = int(np.nanargmin(ls))
@@ -258,14 +266,15 @@ class Frontier:
     transitions: list[dict]  # budgets where the set of kept pools changes
 
 
-def frontier(law: MixtureLaw, budgets: np.ndarray, caps: Caps | None = None, refine: int = 30) -> Frontier:
-    """Plans over a budget grid, and the budgets (refined by bisection on log C) where the quality
-    threshold moves: a pool enters or leaves the mixture."""
+def frontier(law: MixtureLaw, budgets: np.ndarray, caps: Caps | None = None, refine: int = 16,
+             grid: int = 25) -> Frontier:
+    """Plans over a budget grid, and the budgets (refined by bisection on log C, to a factor
+    2^-refine of the grid step) where the quality threshold moves: a pool enters or leaves."""
     plans: list[BudgetPlan] = []
     ok_budgets = []
     for C in budgets:
         try:
-            plans.append(plan_for_budget(law, float(C), caps))
+            plans.append(plan_for_budget(law, float(C), caps, grid=grid))
             ok_budgets.append(float(C))
         except Infeasible:
             continue
@@ -277,7 +286,7 @@ def frontier(law: MixtureLaw, budgets: np.ndarray, caps: Caps | None = None, ref
         a, b = math.log(p0.C), math.log(p1.C)
         for _ in range(refine):
             m = 0.5 * (a + b)
-            km = set(plan_for_budget(law, math.exp(m), caps).alloc.kept(1e-7))
+            km = set(plan_for_budget(law, math.exp(m), caps, grid=grid).alloc.kept(1e-7))
             if km == k0:
                 a = m
             else:
