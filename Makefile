@@ -21,9 +21,17 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import fasttext; assert hasattr(fasttext, 'train_supervised')"
 	touch $(STAMP)
 
+# The sample end to end: crawl + WikiText + stdlib → filters → dedup; then the two classifiers are
+# trained on that output (quality: WikiText vs the crawl; topics: the shared topics corpus), and
+# the second pipeline classifies, builds pools and plans the mixture.
 demo: install
-	rm -rf out/sample
+	rm -rf out/sample out/sample-mix out/models
 	$(VENV)/bin/curate run pipelines/sample.yaml
+	$(VENV)/bin/curate classify train-quality --web out/sample/sources --web-source cc -o out/models/quality.bin
+	$(VENV)/bin/curate classify train-domain --train ../shared/data/reference/topics/train.jsonl.gz \
+	  --test ../shared/data/reference/topics/test.jsonl.gz --label-field metadata.topics -o out/models/topics.bin
+	$(VENV)/bin/curate run pipelines/sample-mix.yaml
+	$(VENV)/bin/curate check out/sample
 
 test: install
 	$(PY) -m pytest -q
