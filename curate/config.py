@@ -144,8 +144,8 @@ def parse_stages(raw: Any, where: str = "stages") -> tuple[list[StageSpec], list
         kind, params = next(iter(item.items()))
         if params is None:
             params = {}
-        if not isinstance(params, dict):
-            errors.append(f"{at}.{kind}: parameters must be a mapping, got {params!r}")
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            errors.append(f"{at}.{kind}: parameters must be a mapping of names, got {params!r}")
             continue
         params = dict(params)
         if kind not in kinds:
@@ -188,6 +188,9 @@ def pipeline_from_dict(data: Any, source: str = "<pipeline>") -> PipelineConfig:
     """Validate a parsed YAML document; raise ConfigError listing every problem at once."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with 'output' and 'stages'")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError(f"{source}: top-level keys must be names, got {odd!r}")
     errors: list[str] = []
     specs, stage_errors = parse_stages(data.get("stages"))
     errors.extend(f"{source}: {e}" for e in stage_errors)
