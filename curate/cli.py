@@ -224,11 +224,14 @@ def _mount_subcommands() -> None:
     """Sub-apps that live beside their code: classifiers, pools, planner."""
     from curate.classify.cli import classify_app, pools_command
     from curate.planner.cli import plan_app
+    from curate.shard.cli import shard_app
 
     app.add_typer(classify_app, name="classify", help="Train the quality and domain classifiers.")
     app.command("pools", help="Group classified documents into pools (source × domain × "
                 "quality bucket): pools.json + per-pool Parquet.")(pools_command)
     app.add_typer(plan_app, name="plan", help="The mixture planner: pools, budget → plan.json + report.")
+    app.add_typer(shard_app, name="shard", help="Mix per plan.json, tokenize, write shuffled token "
+                  "shards + manifest; `curate shard verify DIR` re-checks them.")
 
 
 _mount_subcommands()

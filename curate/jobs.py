@@ -35,6 +35,8 @@ class PoolsParams(Params):
     edges: list[float] | None = Field(None, description="explicit score thresholds between buckets")
     tokenizer: str = Field("cl100k_base", description="tiktoken encoding name or tokenizer.json path "
                            "used to count unique tokens per pool")
+    tiktoken_cache: str | None = Field(None, description="folder of tiktoken BPE files (offline); "
+                                       "default: $TIKTOKEN_CACHE_DIR")
     quality_column: str = "quality_score"
     domain_column: str | None = "domain_label"
     samples: int = Field(3, ge=0, description="sample texts kept per pool in the summary")
@@ -54,7 +56,8 @@ class PoolsJob(Job):
             raise ProcessorError(f"pools: no documents in {prev_dir}")
         cfg = PoolsConfig(inputs=parts, output=str(out_dir), edges=p.edges,
                           quantiles=None if p.edges is not None else p.quantiles,
-                          tokenizer=p.tokenizer, quality_column=p.quality_column,
+                          tokenizer=p.tokenizer, tiktoken_cache=p.tiktoken_cache,
+                          quality_column=p.quality_column,
                           domain_column=p.domain_column, samples=p.samples, executor="ray",
                           overwrite=True)
         summary = build_pools(cfg, log=lambda _m: None)
@@ -95,3 +98,42 @@ class PlanJob(Job):
                             tokens=p.tokens, base=p.base, fit=p.fit)
         kept = [x for x in plan.get("pools", []) if x.get("weight", 0) > 0] if isinstance(plan, dict) else []
         return {"counters": {"pools_kept": len(kept)}}
+
+
+# ---------------------------------------------------------------- shard
+class ShardParams(Params):
+    tokenizer: str = Field("cl100k_base", description="tiktoken encoding, tokenizer.json path or Hub id")
+    tiktoken_cache: str | None = Field(None, description="folder of tiktoken BPE files (offline); "
+                                       "default: $TIKTOKEN_CACHE_DIR")
+    add_eos: bool = Field(True, description="append the tokenizer's EOS token to every document")
+    add_bos: bool = Field(False, description="prepend the tokenizer's BOS token to every document")
+    mode: str = Field("packed", description="packed: fixed seq_len rows; documents: one row each")
+    seq_len: int = Field(2048, ge=2, description="tokens per packed sequence")
+    shard_size: str | int = Field("128MB", description="target shard size (token bytes)")
+    min_copy_gap: float = Field(0.2, ge=0, le=0.5, description="least distance between two copies "
+                                "of a document, as a fraction of its pool's epoch")
+
+
+class ShardJob(Job):
+    """Mix the pools per the plan of the previous step, tokenize, and write shuffled shards."""
+
+    kind = "shard"
+    Params = ShardParams
+
+    def run(self, prev_dir: Path, out_dir: Path, seed: int) -> dict[str, Any]:
+        from curate.shard.config import ShardConfig
+        from curate.shard.engine import run_shard
+
+        plan = Path(prev_dir) / "plan.json"
+        if not plan.is_file():
+            raise ProcessorError(f"shard: {plan} not found (a `plan` step must come first)")
+        p = self.params
+        cfg = ShardConfig(output=str(out_dir), plan=str(plan),
+                          tokenizer={"name": p.tokenizer, "add_eos": p.add_eos, "add_bos": p.add_bos,
+                                     "tiktoken_cache": p.tiktoken_cache},
+                          mode=p.mode, seq_len=p.seq_len, shard_size=p.shard_size, seed=seed,
+                          mix_seed=seed, min_copy_gap=p.min_copy_gap)
+        result = run_shard(cfg, resume=True, log=lambda _m: None)
+        manifest = getattr(result, "manifest", None) or {}
+        totals = manifest.get("totals", {}) if isinstance(manifest, dict) else {}
+        return {"counters": {k: v for k, v in totals.items() if isinstance(v, (int, float))}}

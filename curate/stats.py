@@ -107,6 +107,9 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
     for s in stats:
         # Reasons carry their stage's kind as a prefix in the stats; the row already names it.
         reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}" for k, v in s.drops.most_common())
+        if not reasons and s.counters:  # steps without drops (pools, plan, shard): their figures
+            shown = [(k, v) for k, v in s.counters.items() if k != "skipped_resumed"][:3]
+            reasons = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in shown)
         notes = s.counters.get("skipped_resumed")
         if notes:
             reasons = (reasons + "; " if reasons else "") + "resumed from commit"

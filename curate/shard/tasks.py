@@ -1,0 +1,238 @@
+"""The work of each sharding step on one input, as plain functions (no Ray here).
+
+The engine (engine.py) runs them on Ray workers; tests can call them directly. Each writes its
+output atomically and, last, a small JSON marker holding its result, so a rerun skips it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curate.io import write_json_atomic
+
+from . import mixer
+from .manifest import shard_name
+from .pack import BucketPlan, documents_bucket, pack_bucket, sort_rows
+from .tokenizer import Tokenizer
+from .writer import (BODY, HEAD, SCATTER_SCHEMA, ScatterWriter, TokenCacheWriter, list_array, list_lengths,
+                     list_values, np_array, read_blobs, read_token_cache, write_shard)
+
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except Exception:  # noqa: BLE001
+        return 0.0
+
+
+# ---------------------------------------------------------------- tokenise
+def tokenize_task(tok: Tokenizer, task: dict[str, Any], *, text_column: str, id_column: str | None,
+                  batch_docs: int, mix_seed: int, compression: str | None) -> dict[str, Any]:
+    """Tokenise rows [row_start, row_end) of one pool file (documents whose epoch-0 position is in
+    [u_lo, u_hi) when the pool is sampled) into one token-cache file."""
+    t0 = time.perf_counter()
+    path = task["file"]
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    if text_column not in names:
+        raise ValueError(f"{path}: no {text_column!r} column (columns: {names})")
+    has_id = bool(id_column) and id_column in names
+    cols = [text_column] + ([id_column] if has_id else [])
+    meta = pf.metadata
+    starts = np.zeros(meta.num_row_groups + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    lo_row, hi_row = task["row_start"], task["row_end"]
+    groups = [i for i in range(meta.num_row_groups) if starts[i] < hi_row and starts[i + 1] > lo_row]
+    ranged = task["u_lo"] > 0.0 or task["u_hi"] < 1.0
+    writer = TokenCacheWriter(Path(task["out"]), compression)
+    stats = {"documents_read": 0, "documents_empty": 0, "documents_outside_sample": 0, "documents": 0,
+             "tokens": 0, "chars": 0, "encode_s": 0.0}
+    try:
+        row = int(starts[groups[0]]) if groups else hi_row
+        for batch in (pf.iter_batches(batch_size=batch_docs, row_groups=groups, columns=cols) if groups else []):
+            n = batch.num_rows
+            lo, hi = max(lo_row, row), min(hi_row, row + n)
+            if hi > lo:
+                b = batch.slice(lo - row, hi - lo)
+                texts = b.column(0).to_pylist()
+                ids = b.column(1).to_pylist() if has_id else None
+                if ids is not None and any(i is None for i in ids):
+                    ids = [i if i is not None else f"\x00#{task['file_index']}:{lo + j}" for j, i in enumerate(ids)]
+                h = mixer.doc_hashes(task["pool"], ids, task["file_index"], lo, len(texts))
+                ref = mixer.doc_refs(task["file_index"], lo, len(texts))
+                keep = np.fromiter((bool(t) for t in texts), dtype=bool, count=len(texts))
+                stats["documents_read"] += len(texts)
+                stats["documents_empty"] += int((~keep).sum())
+                if ranged:
+                    u0 = mixer.epoch_positions(h, 0, mix_seed, task["pool"], 0.0)[0]
+                    inside = (u0 >= task["u_lo"]) & (u0 < task["u_hi"])
+                    stats["documents_outside_sample"] += int((keep & ~inside).sum())
+                    keep &= inside
+                idx = np.flatnonzero(keep)
+                if len(idx):
+                    chosen = [texts[i] for i in idx]
+                    t1 = time.perf_counter()
+                    flat, lens = tok.encode(chosen)
+                    stats["encode_s"] += time.perf_counter() - t1
+                    writer.write(h[idx], ref[idx], flat, lens)
+                    stats["chars"] += sum(len(t) for t in chosen)
+            row += n
+            if row >= hi_row:
+                break
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    stats.update(documents=writer.rows, tokens=writer.tokens)
+    record = {**{k: task[k] for k in ("id", "pool", "file", "row_start", "row_end", "u_lo", "u_hi")},
+              "cache": task["out"], **stats, "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
+    write_json_atomic(Path(task["marker"]), record)
+    return record
+
+
+# ---------------------------------------------------------------- mixer statistics
+def mix_stats_task(cache: str, pool: dict[str, Any], mix_seed: int, gap: float, want: str,
+                   bin_index: int | None = None) -> Any:
+    """`hist`: token mass per bin of u over the partial epoch; `bin`: the documents of one bin."""
+    t = read_token_cache(cache, ["doc_hash", "doc_ref", "n_tokens"])
+    if t.num_rows == 0:
+        return np.zeros(mixer.HIST_BINS, dtype=np.int64) if want == "hist" else None
+    h = t["doc_hash"].to_numpy()
+    n = t["n_tokens"].to_numpy().astype(np.int64)
+    k = pool["full_epochs"]
+    u = mixer.epoch_positions(h, k, mix_seed, pool["name"], gap)[k]
+    bins = mixer.hist_bins(u)
+    if want == "hist":
+        return np.bincount(bins, weights=n, minlength=mixer.HIST_BINS).astype(np.int64)
+    sel = bins == bin_index
+    return {"u": u[sel], "h": h[sel], "ref": t["doc_ref"].to_numpy()[sel], "n": n[sel]}
+
+
+# ---------------------------------------------------------------- scatter
+def _truncate(tokens: pa.ListArray, lens: np.ndarray, kept: np.ndarray) -> pa.ListArray:
+    """Keep the first kept[i] tokens of each list (kept <= lens)."""
+    if np.array_equal(lens, kept):
+        return tokens
+    values = list_values(tokens)
+    mask = np.ones(len(values), dtype=bool)
+    ends = np.cumsum(lens)
+    for i in np.flatnonzero(kept < lens):
+        mask[ends[i] - lens[i] + kept[i]: ends[i]] = False
+    return list_array(values[mask], kept)
+
+
+def scatter_task(task: dict[str, Any], pool: dict[str, Any], *, mix_seed: int, gap: float, buckets: int,
+                 seq_len: int | None, compression: str | None) -> dict[str, Any]:
+    """Route every selected copy of the cache file's documents to its bucket (see writer.py)."""
+    t0 = time.perf_counter()
+    pm = mixer.PoolMix(pool["name"], pool["index"], pool["planned_tokens"], pool["tokenized_tokens"],
+                       pool["full_epochs"], pool["remainder"],
+                       mixer.Boundary.from_dict(pool["boundary"]) if pool.get("boundary") else None)
+    t = read_token_cache(task["cache"])
+    writer = ScatterWriter(Path(task["out"]), compression)
+    copies = 0
+    tokens_out = 0
+    try:
+        if t.num_rows:
+            h = t["doc_hash"].to_numpy()
+            ref = t["doc_ref"].to_numpy()
+            n = t["n_tokens"].to_numpy().astype(np.int64)
+            tokens = t["tokens"].combine_chunks()
+            for k, take, g, kept in mixer.select_copies(pm, h, ref, n, mix_seed, gap):
+                if len(take) == 0:
+                    continue
+                b = mixer.bucket_of(g, buckets)
+                order = np.lexsort((ref[take], h[take], g, b))
+                rows = take[order]
+                kept = kept[order]
+                toks = _truncate(tokens.take(np_array(rows)), n[rows], kept)
+                table = pa.table({
+                    "key": np_array(g[order]), "pool": np_array(np.full(len(rows), pm.index), pa.uint16()),
+                    "doc_hash": np_array(h[rows]), "doc_ref": np_array(ref[rows]),
+                    "epoch": np_array(np.full(len(rows), k), pa.uint16()), "tokens": toks}, schema=SCATTER_SCHEMA)
+                bsorted = b[order]
+                cuts = np.searchsorted(bsorted, np.arange(buckets + 1))
+                cum = np.concatenate([[0], np.cumsum(kept)])
+                for bucket in np.unique(bsorted):
+                    s, e = int(cuts[bucket]), int(cuts[bucket + 1])
+                    writer.write(int(bucket), BODY, table.slice(s, e - s), int(cum[e] - cum[s]))
+                    if seq_len:
+                        # The first <= seq_len tokens of this run of the bucket, for the bucket before.
+                        j = int(np.searchsorted(cum[s + 1: e + 1] - cum[s], seq_len, side="left"))
+                        j = min(j, e - s - 1)
+                        head = table.slice(s, j + 1)
+                        head_len = kept[s: s + j + 1].copy()
+                        over = int(head_len.sum()) - seq_len
+                        if over > 0:
+                            head_len[-1] -= over
+                            head = head.set_column(5, "tokens", _truncate(
+                                head["tokens"].combine_chunks(), kept[s: s + j + 1], head_len))
+                        writer.write(int(bucket), HEAD, head, int(head_len.sum()))
+                copies += len(rows)
+                tokens_out += int(kept.sum())
+        idx = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    record = {"id": task["id"], "pool": pm.name, "scatter": task["out"], "copies": copies, "tokens": tokens_out,
+              "blobs": int(len(idx)), "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
+    write_json_atomic(Path(task["marker"]), record)
+    return record
+
+
+# ---------------------------------------------------------------- pack and write
+def _read_refs(refs: list[tuple[str, np.ndarray]]) -> list[pa.Table]:
+    tables: list[pa.Table] = []
+    for path, rows in refs:
+        tables.extend(read_blobs(path, rows))
+    return tables
+
+
+def pack_task(plan: dict[str, Any], own: list[tuple[str, np.ndarray]],
+              follows: list[tuple[int, list[tuple[str, np.ndarray]]]], *, mode: str, seq_len: int, seed: int,
+              pool_names: list[str], provenance: bool, out_dir: str, marker: str, compression: str,
+              compression_level: int | None) -> dict[str, Any]:
+    """Write one shard: the sequences (or documents) of one bucket."""
+    t0 = time.perf_counter()
+    bp = BucketPlan(plan["bucket"], plan["skip"], [tuple(f) for f in plan["follow"]], plan["total"], plan["last"])
+    rows = sort_rows(_read_refs(own))
+    t_read = time.perf_counter() - t0
+    if mode == "packed":
+        heads = [(take, sort_rows(_read_refs(refs))) for take, refs in follows]
+        packed = pack_bucket(rows, heads, bp, seq_len, seed, pool_names, provenance)
+    else:
+        packed = documents_bucket(rows, bp.bucket, seed, pool_names, provenance)
+    rss = _rss_mb()
+    del rows
+    sf = write_shard(Path(out_dir) / shard_name(bp.bucket), packed.table, packed.tokens, compression,
+                     compression_level)
+    record = {"bucket": bp.bucket, "file": sf.file, "rows": sf.rows, "tokens": sf.tokens, "bytes": sf.bytes,
+              "sha256": sf.sha256, "row_groups": sf.row_groups, "partial_rows": packed.partial,
+              "pool_tokens": {pool_names[i]: int(v) for i, v in enumerate(packed.pool_tokens) if v},
+              "read_s": t_read, "wall_s": time.perf_counter() - t0, "rss_mb": max(rss, _rss_mb()),
+              "pid": os.getpid()}
+    write_json_atomic(Path(marker), record)
+    return record
+
+
+def load_marker(path: str | Path) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError:
+        return None
+
+
+__all__ = ["tokenize_task", "mix_stats_task", "scatter_task", "pack_task", "load_marker", "list_lengths",
+           "HEAD", "BODY"]
