@@ -9,6 +9,10 @@ Stages (the processor supplies the per-batch pieces, this module the distributed
               partition links the rows that share a key -- a star to the bucket's smallest node,
               or, when the processor verifies, every row to the first `verify_anchors` rows of
               its bucket that pass `verify`.
+   verify     (processors with `exact_verification`) the links that passed `verify` are checked
+              again on `exact_payload` values (e.g. whole shingle sets): the payloads of the
+              linked documents are broadcast when they fit in `broadcast_bytes`, else brought to
+              each link by two hash joins.
 3. clusters   `curate.components.connected_components` over the links (distributed rounds).
 4. survivors  the nodes' survivor keys are attached to their component (a hash join, or a
               broadcast lookup when the graph is small), then a shuffle on the component elects
@@ -18,8 +22,9 @@ Stages (the processor supplies the per-batch pieces, this module the distributed
               own cluster) and are split into kept and dropped (hash join, or broadcast lookup).
 
 No stage collects documents, bucket rows or links in one process. The broadcast lookups collect
-node ids of the *linked* documents only, and only below `broadcast_rows` (a bound, not a size
-that grows with the corpus); above it the same stages run as hash joins.
+node ids (or exact payloads) of the *linked* documents only, and only below `broadcast_rows`
+(`broadcast_bytes`): bounds, not sizes that grow with the corpus; above them the same stages run
+as hash joins.
 
 Node ids are 64-bit hashes of the document ids: two distinct ids collide with probability
 n^2 / 2^65 (1e-4 for 10^8 documents). A collision is detected where it could matter -- two
@@ -29,8 +34,9 @@ cluster, and counted as `uid_collisions`.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,55 +53,75 @@ BUCKET = "_cd_bucket"
 PAYLOAD = "_cd_payload"
 ID = "id"
 DEFAULT_BROADCAST_ROWS = 1_000_000
-_KW = dict(batch_format="pyarrow", zero_copy_batch=True)
+DEFAULT_BROADCAST_BYTES = 256 * 2**20  # exact-verification payloads broadcast below this size
+SHUFFLE_BATCH_BYTES = 128 * 2**20  # input of one shuffle-map task (Ray's default: 1 GiB)
+_KW = {"batch_format": "pyarrow", "zero_copy_batch": True}
+# Row-wise maps take bounded batches (Ray Data's default is a whole block, which can be a whole
+# input file): per-worker memory then depends on these sizes, not on the corpus. Reducers after
+# a keyed repartition take whole partitions (batch_size=None), bounded by the partition count.
+DOC_BATCH = 1024  # documents per annotate / exact-payload call (text, shingles, signatures)
+WIDE_BATCH = 4096  # rows per call of maps that carry whole documents (joins, assignment)
+ROW_BATCH = 16_384  # rows per call of maps over narrow rows (bucket rows, links)
 
 
 @dataclass
 class ClusterDedupResult:
-    kept: "ray.data.Dataset"
-    dropped: "ray.data.Dataset | None"
+    kept: ray.data.Dataset
+    dropped: ray.data.Dataset | None
     stats: dict[str, Any] = field(default_factory=dict)
 
 
 def run_cluster_dedup(
-    ds: "ray.data.Dataset",
+    ds: ray.data.Dataset,
     processor: ClusterDedup,
     *,
     num_partitions: int,
     broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
     max_rounds: int = 100,
-) -> tuple["ray.data.Dataset", dict[str, Any]]:
+) -> tuple[ray.data.Dataset, dict[str, Any]]:
     """Remove near-duplicates: returns (surviving documents with `cluster_id`, stats).
 
     stats = {"drops": {drop_reason: n}, "counters": {...}, "dropped": Dataset | None}; "dropped"
     holds the removed documents (with the `cluster_id` of their survivor) when the processor asks
     for a side output, else None -- pop it before writing the stats as JSON.
     """
-    res = cluster_dedup(ds, processor, num_partitions=num_partitions, broadcast_rows=broadcast_rows, max_rounds=max_rounds)
+    res = cluster_dedup(
+        ds, processor, num_partitions=num_partitions, broadcast_rows=broadcast_rows, max_rounds=max_rounds
+    )
     stats = dict(res.stats)
     stats["dropped"] = res.dropped
     return res.kept, stats
 
 
 def cluster_dedup(
-    ds: "ray.data.Dataset",
+    ds: ray.data.Dataset,
     processor: ClusterDedup,
     *,
     num_partitions: int,
     broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
     max_rounds: int = 100,
     keep_dropped: bool | None = None,
+    shuffle_batch_bytes: int | None = SHUFFLE_BATCH_BYTES,
+    broadcast_bytes: int = DEFAULT_BROADCAST_BYTES,
 ) -> ClusterDedupResult:
     if not isinstance(processor, ClusterDedup):
         raise TypeError(f"{type(processor).__name__} is not a ClusterDedup processor")
     P = max(1, int(num_partitions))
+    if shuffle_batch_bytes:
+        # Ray Data coalesces up to 1 GiB of blocks into one shuffle-map task by default, so the
+        # memory of a worker would grow with the corpus up to that size. The context is shared
+        # by this dataset's lineage (every dataset derived here), not by the rest of the driver.
+        ctx = ds.context
+        ctx.shuffle_input_batch_bytes = min(ctx.shuffle_input_batch_bytes or shuffle_batch_bytes, shuffle_batch_bytes)
     keep_dropped = processor.side_output if keep_dropped is None else keep_dropped
     processor.setup()  # driver-side: fail early, and ship computed state (e.g. LSH layout) to workers
     run = RunStats()
     sink = run.handle
     try:
         # 1. annotate
-        docs = ds.map_batches(_annotate, fn_kwargs={"processor": processor, "sink": sink}, **_KW).materialize()
+        docs = ds.map_batches(
+            _annotate, batch_size=DOC_BATCH, fn_kwargs={"processor": processor, "sink": sink}, **_KW
+        ).materialize()
         schema = docs.schema().base_schema if docs.count() else None
         if schema is None:
             return _empty_result(docs, processor, Counter(run.get()))
@@ -106,7 +132,7 @@ def cluster_dedup(
 
         # 2. buckets -> links
         links = (
-            docs.map_batches(_bucket_rows, fn_kwargs={"processor": processor}, **_KW)
+            docs.map_batches(_bucket_rows, batch_size=ROW_BATCH, fn_kwargs={"processor": processor}, **_KW)
             .repartition(P, keys=[BUCKET])
             .map_batches(
                 _bucket_links,
@@ -117,7 +143,7 @@ def cluster_dedup(
         )
 
         if processor.exact_verification:
-            links = _exact_verify_links(links, docs, schema, processor, sink, P, broadcast_rows)
+            links = _exact_verify_links(links, docs, schema, processor, sink, P, broadcast_rows, broadcast_bytes)
 
         # 3. clusters
         labels, cc = connected_components(
@@ -131,7 +157,8 @@ def cluster_dedup(
         if n_nodes <= broadcast_rows:
             lookup = _collect_sorted(labels, "node", ["component"])
             members = docs.map_batches(
-                _attach_broadcast, fn_kwargs={"lookup": [lookup], "columns": rank_cols}, **_KW
+                _attach_broadcast,
+                batch_size=ROW_BATCH, fn_kwargs={"lookup": [lookup], "columns": rank_cols}, **_KW
             )
         else:
             members = copartition(
@@ -159,6 +186,7 @@ def cluster_dedup(
             lookup = _collect_sorted(assignment, UID, ["cluster_id", KEEP])
             assigned = docs.map_batches(
                 _assign_broadcast,
+                batch_size=WIDE_BATCH,
                 fn_kwargs={"lookup": [lookup], "drop": drop_cols, "cluster_col": cluster_col},
                 **_KW,
             )
@@ -176,8 +204,10 @@ def cluster_dedup(
             )
         if keep_dropped:
             assigned = assigned.materialize()
-        kept = assigned.map_batches(_select, fn_kwargs={"keep": True}, **_KW)
-        dropped = assigned.map_batches(_select, fn_kwargs={"keep": False}, **_KW) if keep_dropped else None
+        kept = assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": True}, **_KW)
+        dropped = (
+            assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": False}, **_KW) if keep_dropped else None
+        )
 
         counters = Counter(run.get())
         counters.update({"edges": cc["edges"], "rounds": cc["rounds"], "clustered_docs": cc["nodes"]})
@@ -191,7 +221,7 @@ def cluster_dedup(
         run.close()
 
 
-def _empty_result(docs: "ray.data.Dataset", processor: ClusterDedup, counters: Counter) -> ClusterDedupResult:
+def _empty_result(docs: ray.data.Dataset, processor: ClusterDedup, counters: Counter) -> ClusterDedupResult:
     counters.update({"candidate_pairs": 0, "edges": 0, "clusters": 0, "rounds": 0, "kept": 0})
     return ClusterDedupResult(docs, None, {"drops": {processor.drop_reason: 0}, "counters": dict(counters)})
 
@@ -282,11 +312,11 @@ XPAYLOAD = "_cd_xpayload"
 _LINKS = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
 
 
-def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_rows: int):
+def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_rows: int, broadcast_bytes: int):
     """Second check of the linked pairs on `exact_payload` values, brought to each pair by two
     hash joins (on the pair's first, then its second node). Only linked documents' payloads
     travel: their node ids are broadcast when few, else every payload is shuffled."""
-    links = links.map_batches(_normalize_links, **_KW).materialize()
+    links = links.map_batches(_normalize_links, batch_size=ROW_BATCH, **_KW).materialize()
     xp_type = processor.exact_payload(schema.empty_table()).type
     pay_schema = pa.schema([(UID, pa.int64()), (XPAYLOAD, xp_type)])
     linked = None
@@ -294,7 +324,16 @@ def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_
         tables = [t for t in ray.get(links.to_arrow_refs()) if t.num_rows]
         nodes = np.unique(np.concatenate([_np(t.column(c)) for t in tables for c in ("src", "dst")])) if tables else np.zeros(0, np.int64)
         linked = ray.put(nodes)
-    payloads = docs.map_batches(_exact_rows, fn_kwargs={"processor": processor, "linked": [linked]}, **_KW).materialize()
+    payloads = docs.map_batches(
+        _exact_rows, batch_size=DOC_BATCH, fn_kwargs={"processor": processor, "linked": [linked]}, **_KW
+    ).materialize()
+    if linked is not None and payloads.size_bytes() <= broadcast_bytes:
+        # few linked documents: their payloads go to every worker, one map checks the links
+        table = _collect_sorted(payloads, UID, [XPAYLOAD])
+        return links.map_batches(
+            _verify_broadcast, batch_size=ROW_BATCH,
+            fn_kwargs={"payloads": [table], "processor": processor, "sink": sink}, **_KW,
+        )
     with_src = copartition(
         links, payloads, left_key="src", right_key=UID, left_schema=_LINKS, right_schema=pay_schema,
         num_partitions=P, fn=_attach_src,
@@ -306,6 +345,23 @@ def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_
     )
 
 
+def _verify_broadcast(links: pa.Table, payloads: list, processor: ClusterDedup, sink: Any) -> pa.Table:
+    from curate.components import unique_pairs
+
+    src, dst = unique_pairs(_np(links.column("src")), _np(links.column("dst")))
+    if src.size == 0:
+        return _LINKS.empty_table()
+    processor.setup()
+    p = ray.get(payloads[0])
+    uids = _np(p.column(UID))
+    ia, _ = _lookup(uids, src)
+    ib, _ = _lookup(uids, dst)
+    col = p.column(XPAYLOAD).combine_chunks()
+    ok = np.asarray(processor.exact_verify(col.take(pa.array(ia)), col.take(pa.array(ib))), dtype=bool)
+    report(sink, {"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
+    return pa.table({"src": pa.array(src[ok], pa.int64()), "dst": pa.array(dst[ok], pa.int64())}, schema=_LINKS)
+
+
 def _normalize_links(batch: pa.Table) -> pa.Table:
     a, b = _np(batch.column("src")), _np(batch.column("dst"))
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -314,14 +370,10 @@ def _normalize_links(batch: pa.Table) -> pa.Table:
 
 
 def _exact_rows(batch: pa.Table, processor: ClusterDedup, linked: list) -> pa.Table:
-    uid = _np(batch.column(UID))
-    payload = processor.exact_payload(batch)
-    if linked[0] is not None:
-        nodes = ray.get(linked[0])
-        _, hit = _lookup(nodes, uid)
-        rows = pa.array(np.flatnonzero(hit))
-        uid, payload = uid[np.flatnonzero(hit)], payload.take(rows)
-    return pa.table({UID: pa.array(uid, pa.int64()), XPAYLOAD: payload})
+    if linked[0] is not None:  # only the linked documents
+        _, hit = _lookup(ray.get(linked[0]), _np(batch.column(UID)))
+        batch = batch.take(pa.array(np.flatnonzero(hit)))
+    return pa.table({UID: pa.array(_np(batch.column(UID)), pa.int64()), XPAYLOAD: processor.exact_payload(batch)})
 
 
 def _attach_src(links: pa.Table, payloads: pa.Table) -> pa.Table:
@@ -460,7 +512,7 @@ def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def _collect_sorted(ds: "ray.data.Dataset", key: str, columns: list[str]) -> "ray.ObjectRef":
+def _collect_sorted(ds: ray.data.Dataset, key: str, columns: list[str]) -> ray.ObjectRef:
     """Put a small dataset, sorted by `key`, in the object store for broadcast lookups."""
     refs = ds.to_arrow_refs()
     tables = [t for t in ray.get(refs) if t.num_rows]
@@ -472,8 +524,8 @@ def _collect_sorted(ds: "ray.data.Dataset", key: str, columns: list[str]) -> "ra
 
 
 def copartition(
-    left: "ray.data.Dataset",
-    right: "ray.data.Dataset",
+    left: ray.data.Dataset,
+    right: ray.data.Dataset,
     *,
     left_key: str,
     right_key: str,
@@ -482,7 +534,7 @@ def copartition(
     num_partitions: int,
     fn: Callable[..., pa.Table],
     fn_kwargs: dict[str, Any] | None = None,
-) -> "ray.data.Dataset":
+) -> ray.data.Dataset:
     """Hash join by co-partitioning: rows of both datasets with equal (int64) keys meet in one
     partition, where `fn(left_rows, right_rows, **fn_kwargs)` runs. Built from union + keyed
     repartition, so it needs no join backend; the two sides travel in one padded schema."""
@@ -490,8 +542,9 @@ def copartition(
     fields += [pa.field("l." + f.name, f.type) for f in left_schema]
     fields += [pa.field("r." + f.name, f.type) for f in right_schema]
     unified = pa.schema(fields)
-    lt = left.map_batches(_tag, fn_kwargs={"side": 0, "key": left_key, "prefix": "l.", "schema": unified}, **_KW)
-    rt = right.map_batches(_tag, fn_kwargs={"side": 1, "key": right_key, "prefix": "r.", "schema": unified}, **_KW)
+    tag = dict(batch_size=WIDE_BATCH, **_KW)
+    lt = left.map_batches(_tag, fn_kwargs={"side": 0, "key": left_key, "prefix": "l.", "schema": unified}, **tag)
+    rt = right.map_batches(_tag, fn_kwargs={"side": 1, "key": right_key, "prefix": "r.", "schema": unified}, **tag)
     return (
         lt.union(rt)
         .repartition(max(1, num_partitions), keys=["_cp_key"])

@@ -50,7 +50,7 @@ class StatsSink:
         self.runs.pop(run, None)
 
 
-_SINK: tuple[str, Any] | None = None  # (job id, actor handle): one sink per driver
+_SINK: tuple[tuple[str, str], Any] | None = None  # ((job id, node id), actor handle): one per driver
 
 
 class RunStats:
@@ -58,9 +58,11 @@ class RunStats:
 
     def __init__(self) -> None:
         global _SINK
-        job = ray.get_runtime_context().get_job_id()
-        if _SINK is None or _SINK[0] != job:
-            _SINK = (job, StatsSink.remote())
+        ctx = ray.get_runtime_context()
+        # job ids restart at 1 in every new Ray instance: the node id tells instances apart
+        key = (ctx.get_job_id(), ctx.get_node_id())
+        if _SINK is None or _SINK[0] != key:
+            _SINK = (key, StatsSink.remote())
         self.sink = _SINK[1]
         self.run = uuid.uuid4().hex
 
@@ -176,14 +178,14 @@ def _label(part: pa.Table, sink: Any) -> pa.Table:
 
 
 def connected_components(
-    edges: "ray.data.Dataset",
+    edges: ray.data.Dataset,
     *,
     num_partitions: int,
     src: str = "src",
     dst: str = "dst",
     max_rounds: int = 100,
     materialize: bool = True,
-) -> tuple["ray.data.Dataset", dict[str, int]]:
+) -> tuple[ray.data.Dataset, dict[str, int]]:
     """Label every node that appears in `edges` with its component: the smallest node id in it.
 
     `edges` holds int64 columns `src` and `dst` (any orientation; duplicates and self-loops are
@@ -194,8 +196,8 @@ def connected_components(
     stats = RunStats()
     try:
         P = max(1, int(num_partitions))
-        kw = dict(batch_format="pyarrow", zero_copy_batch=True)
-        current = edges.map_batches(_prepare, fn_kwargs={"src": src, "dst": dst}, **kw)
+        kw = {"batch_format": "pyarrow", "zero_copy_batch": True}
+        current = edges.map_batches(_prepare, batch_size=65_536, fn_kwargs={"src": src, "dst": dst}, **kw)
         rounds = 0
         while True:
             rounds += 1

@@ -165,7 +165,9 @@ class ClusterDedup(Processor):
     3. `payload(batch)` is an optional per-row value the engine carries with every bucket entry,
        so that `verify` can check a candidate pair inside its bucket, without a join.
     4. `verify(left, right)` takes two aligned payload arrays and says which pairs are real
-       duplicates (only called when `payload` is not None).
+       duplicates (only called when `payload` is not None). When `exact_verification` is on,
+       the pairs that pass get a second check, `exact_verify` on `exact_payload` values (e.g.
+       whole shingle sets, too big to copy into every bucket).
     5. `survivor_keys()` orders the rows of a cluster; the first one survives. The engine adds
        `id` ascending as the final tie-break, so the choice is deterministic.
 
@@ -192,6 +194,19 @@ class ClusterDedup(Processor):
         return None
 
     def verify(self, left: pa.Array, right: pa.Array) -> np.ndarray:
+        return np.ones(len(left), dtype=bool)
+
+    @property
+    def exact_verification(self) -> bool:
+        """Whether pairs that pass `verify` get a second, exact check (`exact_payload`)."""
+        return False
+
+    def exact_payload(self, batch: pa.Table) -> pa.Array:
+        """Per-row value for `exact_verify`. The engine brings the values of both rows of each
+        linked pair together with two hash joins, in which only linked rows travel."""
+        raise NotImplementedError
+
+    def exact_verify(self, left: pa.Array, right: pa.Array) -> np.ndarray:
         return np.ones(len(left), dtype=bool)
 
     def survivor_keys(self) -> list[tuple[str, str]]:

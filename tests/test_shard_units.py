@@ -1,6 +1,7 @@
 """Sharding building blocks without Ray: the mixer's keys and cut, packing, tokenizers, inputs."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 
@@ -225,3 +226,34 @@ def test_tokenize_stage_and_task_splitting(tmp_path, tiktoken_cache):
     assert 20 <= len(ranges) <= 30 and max(sizes[:-1]) < 60_000, sizes
     with pytest.raises(ShardError, match="no 'body' column"):
         _split_rows(str(tmp_path / "p.parquet"), "body", 1000)
+
+
+def test_bucket_plans_cover_every_token_once_even_with_tiny_buckets():
+    from curate.shard.engine import bucket_plans
+
+    # Buckets of 10, 3, 2 and 20 tokens, seq_len 8: the sequence starting at 8 runs through
+    # buckets 1 and 2 into 3; buckets 1 and 2 start no sequence; the run ends with a short one.
+    plans = bucket_plans(np.array([10, 3, 2, 20]), "packed", 8)
+    assert plans == [
+        {"bucket": 0, "skip": 0, "follow": [(1, 3), (2, 2), (3, 1)], "total": 16, "last": False},
+        {"bucket": 3, "skip": 1, "follow": [], "total": 19, "last": True},
+    ]
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        size = rng.integers(0, 40, rng.integers(1, 12))
+        if size.sum() == 0:
+            continue
+        L = int(rng.integers(2, 30))
+        plans = bucket_plans(size, "packed", L)
+        assert sum(p["total"] for p in plans) == size.sum()
+        # What a bucket skips is exactly what earlier buckets borrowed from it.
+        borrowed = collections.Counter()
+        for p in plans:
+            for nb, take in p["follow"]:
+                borrowed[nb] += take
+            assert p["total"] % L == 0 or p["last"]
+        for b in range(len(size)):
+            skip = next((p["skip"] for p in plans if p["bucket"] == b), size[b])
+            assert borrowed[b] == skip, (size, L, plans)
+    docs = bucket_plans(np.array([5, 0, 7]), "documents", 8)
+    assert [(p["bucket"], p["total"], p["last"]) for p in docs] == [(0, 5, False), (2, 7, True)]

@@ -159,3 +159,12 @@ def verify(folder: Path = typer.Argument(..., help="A shard folder (holding mani
         raise typer.Exit(code=1)
     typer.echo(f"{folder}: OK — {report.shards_checked} shards, {report.rows:,} rows, {report.tokens:,} tokens, "
                f"{report.bytes:,} bytes, checksums match")
+
+
+if __name__ == "__main__":  # `python -m curate.shard.cli ...` until `curate shard` is mounted
+    import logging
+    import os
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    logging.basicConfig(level=logging.WARNING)
+    shard_app()

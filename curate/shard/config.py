@@ -47,7 +47,8 @@ class ShardConfig(BaseModel):
     id_column: str | None = Field("id", description="column identifying documents (position when absent)")
     provenance: bool = Field(False, description="add per-row provenance (pool, document, epoch, offsets)")
     sample: bool = Field(True, description="tokenise only about what a pool planned below one epoch needs")
-    task_bytes: int = Field(16 << 20, ge=1 << 10, description="text bytes per tokenisation task")
+    task_bytes: int | None = Field(None, ge=1 << 10, description="text bytes per tokenisation task (default: "
+                                   "1/64 of the input, between 1 MB and 64 MB)")
     batch_docs: int = Field(256, ge=1, description="documents per encode_batch call")
     compression: Literal["zstd", "snappy", "lz4", "gzip", "none"] = "zstd"
     compression_level: int | None = 1

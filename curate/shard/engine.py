@@ -7,11 +7,13 @@
 2. Mix statistics (tasks reading two narrow columns): per pool with a partial epoch, a histogram of
    token mass over the positions, then the documents of the one bin where the budget runs out; the
    driver cuts there exactly (mixer.py).
-3. Scatter (tasks): every selected copy of every document goes, with its key, to one of B buckets
+3. Scatter: every selected copy of every document goes, with its key, to one of B buckets
    (contiguous key ranges, so bucket order is run order), sorted, plus each bucket's head.
-4. Pack (tasks): each bucket is sorted, cut into sequences (borrowing the next buckets' heads to end
+4. Pack: each bucket is sorted, cut into sequences (borrowing the next buckets' heads to end
    its last one), shuffled with `seed`, and written as one shard with its SHA-256.
 5. manifest.json, written last.
+
+Every step's tasks run on the same pool of Ray actors (one per worker slot), started once per run.
 
 Memory stays bounded as input grows: a worker holds one task's input (a token-cache file, or one
 bucket of about `shard_size` bytes plus heads of at most seq_len tokens per scatter file), never
@@ -123,7 +125,7 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
                label: str = "", per_actor: int = 2) -> list[Any]:
     """Run calls (method, args, kwargs) on the actors, `per_actor` in flight each; results in order."""
     results: list[Any] = [None] * len(calls)
-    free = [a for a in actors for _ in range(per_actor)]
+    free = [a for _ in range(per_actor) for a in actors]  # one task per actor first, then queue a second
     pending: dict[Any, tuple[Any, int]] = {}
     nxt = done = 0
     last = time.monotonic()
@@ -154,6 +156,22 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
 def _file_identity(path: str) -> dict[str, Any]:
     st = os.stat(path)
     return {"path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _text_bytes(path: str, text_column: str) -> int:
+    meta = pq.ParquetFile(path).metadata
+    total = 0
+    for j in range(meta.num_columns):
+        if meta.schema.column(j).path.split(".")[0] == text_column:
+            total += sum(meta.row_group(i).column(j).total_uncompressed_size for i in range(meta.num_row_groups))
+    return total
+
+
+def _auto_task_bytes(targets: MixTargets, text_column: str) -> int:
+    """About 64 tasks for small inputs (so every worker stays busy), 64 MB of text for big ones.
+    A function of the input only, so reruns split alike and reuse the token cache."""
+    total = sum(_text_bytes(f, text_column) for p in targets.pools for f in p.files)
+    return int(min(64 << 20, max(1 << 20, total // 64)))
 
 
 def _split_rows(path: str, text_column: str, task_bytes: int) -> list[tuple[int, int]]:
@@ -191,6 +209,14 @@ def _split_rows(path: str, text_column: str, task_bytes: int) -> list[tuple[int,
     return ranges
 
 
+def _same_size(path: str, size: int | None) -> bool:
+    """A finished task's output is still there, whole (a marker records its size)."""
+    try:
+        return size is not None and os.path.getsize(path) == size
+    except OSError:
+        return False
+
+
 def _task_id(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -200,6 +226,40 @@ def _buckets(cfg: ShardConfig, total: int, docs_estimate: int) -> int:
     if cfg.mode == "packed":
         return max(1, min(b, total // (4 * cfg.seq_len)))
     return max(1, min(b, docs_estimate // 4))
+
+
+def bucket_plans(size: np.ndarray, mode: str, seq_len: int) -> list[dict[str, Any]]:
+    """What each bucket writes, from the tokens per bucket (see pack.py).
+
+    Packed: a sequence belongs to the bucket it starts in; bucket b skips the tokens before its
+    first sequence start and borrows from the following buckets to finish its last sequence. A
+    bucket in which no sequence starts writes nothing (an earlier bucket holds all its tokens).
+    """
+    total = int(size.sum())
+    offsets = np.concatenate([[0], np.cumsum(size)])
+    plans: list[dict[str, Any]] = []
+    L = seq_len
+    for b in range(len(size)):
+        ob, oe = int(offsets[b]), int(offsets[b + 1])
+        if oe <= ob:
+            continue
+        if mode == "documents":
+            plans.append({"bucket": b, "skip": 0, "follow": [], "total": oe - ob, "last": oe == total})
+            continue
+        first = -(-ob // L) * L
+        if first >= oe:
+            continue
+        end = min(((oe - 1) // L) * L + L, total)
+        need = end - oe
+        follow, nb = [], b + 1
+        while need > 0:
+            take = min(need, int(size[nb]))
+            if take:
+                follow.append((nb, take))
+            need -= take
+            nb += 1
+        plans.append({"bucket": b, "skip": first - ob, "follow": follow, "total": end - first, "last": end == total})
+    return plans
 
 
 # ---------------------------------------------------------------- the run
@@ -302,6 +362,7 @@ class ShardRun:
                         ) -> list[dict[str, Any]]:
         cfg = self.cfg
         ident = tok.identity()
+        task_bytes = cfg.task_bytes or _auto_task_bytes(targets, cfg.text_column)
         tasks = []
         for pi, pool in enumerate(targets.pools):
             if pool.name not in ranges:
@@ -309,7 +370,7 @@ class ShardRun:
             lo, hi = ranges[pool.name]
             for fi, f in enumerate(pool.files):
                 fid = _file_identity(f)
-                for rs, re_ in _split_rows(f, cfg.text_column, cfg.task_bytes):
+                for rs, re_ in _split_rows(f, cfg.text_column, task_bytes):
                     tid = _task_id("tokenize/v1", ident, cfg.text_column, cfg.id_column, pool.name, fi, fid, rs, re_,
                                    lo, hi, cfg.mix_seed if (lo > 0 or hi < 1) else None)
                     tasks.append({"id": tid, "pool": pool.name, "pool_index": pi, "file": f, "file_index": fi,
@@ -360,7 +421,7 @@ class ShardRun:
             todo = []
             for t in tasks:
                 rec = load_marker(t["marker"]) if self.resume else None
-                if rec is not None and Path(t["out"]).is_file():
+                if rec is not None and _same_size(t["out"], rec.get("cache_bytes")):
                     records.append(rec)
                 else:
                     todo.append(t)
@@ -461,7 +522,8 @@ class ShardRun:
             task = {"id": tid, "cache": r["cache"], "out": str(self.work / "scatter" / f"{tid}.bin"),
                     "marker": str(self.work / "scatter" / "_tasks" / f"{tid}.json")}
             rec = load_marker(task["marker"]) if self.resume else None
-            if rec is not None and Path(task["out"]).is_file() and index_path(Path(task["out"])).is_file():
+            if rec is not None and _same_size(task["out"], rec.get("scatter_bytes")) and \
+                    index_path(Path(task["out"])).is_file():
                 done.append(rec)
                 continue
             tasks.append(task)
@@ -490,7 +552,6 @@ class ShardRun:
         if total != targets.total_tokens:
             raise ShardError(f"scatter wrote {total:,} tokens, the plan wants {targets.total_tokens:,} "
                              "(stale work files? rerun with --force)")
-        offsets = np.concatenate([[0], np.cumsum(size)])
         key = allidx[:, 1] * 2 + allidx[:, 2]
 
         def refs(bucket: int, kind: int) -> list[tuple[str, np.ndarray]]:
@@ -501,30 +562,7 @@ class ShardRun:
                 out.append((files[int(fi)], rows[rows[:, 0] == fi][:, 1:]))
             return out
 
-        plans = []
-        L = cfg.seq_len
-        for b in range(B):
-            ob, oe = int(offsets[b]), int(offsets[b + 1])
-            if oe <= ob:
-                continue
-            if cfg.mode == "documents":
-                plans.append({"bucket": b, "skip": 0, "follow": [], "total": oe - ob, "last": oe == total})
-                continue
-            first = -(-ob // L) * L
-            if first >= oe:
-                continue  # no sequence starts here: the previous bucket's last sequence holds it all
-            last_start = ((oe - 1) // L) * L
-            end = min(last_start + L, total)
-            need = end - oe
-            follow, nb = [], b + 1
-            while need > 0:
-                take = min(need, int(size[nb]))
-                if take:
-                    follow.append((nb, take))
-                need -= take
-                nb += 1
-            plans.append({"bucket": b, "skip": first - ob, "follow": follow, "total": end - first,
-                          "last": end == total})
+        plans = bucket_plans(size, cfg.mode, cfg.seq_len)
         pool_names = [p.name for p in targets.pools]
         calls, done = [], []
         for p in plans:
@@ -536,7 +574,7 @@ class ShardRun:
                 continue
             follows = [(take, refs(nb, HEAD)) for nb, take in p["follow"]]
             calls.append(("pack_task", (p, refs(p["bucket"], BODY), follows),
-                          dict(mode=cfg.mode, seq_len=L, seed=cfg.seed, pool_names=pool_names,
+                          dict(mode=cfg.mode, seq_len=cfg.seq_len, seed=cfg.seed, pool_names=pool_names,
                                provenance=cfg.provenance, out_dir=str(self.out), marker=str(marker),
                                compression=cfg.compression, compression_level=cfg.compression_level)))
         self.log(f"pack: {len(calls)} shards" + (f" ({len(done)} done before)" if done else ""))

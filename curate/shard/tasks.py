@@ -15,14 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.io import write_json_atomic
-
 from . import mixer
 from .manifest import shard_name
 from .pack import BucketPlan, documents_bucket, pack_bucket, sort_rows
 from .tokenizer import Tokenizer
 from .writer import (BODY, HEAD, SCATTER_SCHEMA, ScatterWriter, TokenCacheWriter, list_array, list_lengths,
-                     list_values, np_array, read_blobs, read_token_cache, write_shard)
+                     list_values, np_array, read_blobs, read_token_cache, write_marker, write_shard)
 
 
 def _rss_mb() -> float:
@@ -94,8 +92,9 @@ def tokenize_task(tok: Tokenizer, task: dict[str, Any], *, text_column: str, id_
         raise
     stats.update(documents=writer.rows, tokens=writer.tokens)
     record = {**{k: task[k] for k in ("id", "pool", "file", "row_start", "row_end", "u_lo", "u_hi")},
-              "cache": task["out"], **stats, "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
-    write_json_atomic(Path(task["marker"]), record)
+              "cache": task["out"], "cache_bytes": os.path.getsize(task["out"]), **stats,
+              "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
+    write_marker(task["marker"], record)
     return record
 
 
@@ -183,9 +182,10 @@ def scatter_task(task: dict[str, Any], pool: dict[str, Any], *, mix_seed: int, g
     except BaseException:
         writer.abort()
         raise
-    record = {"id": task["id"], "pool": pm.name, "scatter": task["out"], "copies": copies, "tokens": tokens_out,
+    record = {"id": task["id"], "pool": pm.name, "scatter": task["out"], "scatter_bytes": os.path.getsize(task["out"]),
+              "copies": copies, "tokens": tokens_out,
               "blobs": int(len(idx)), "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
-    write_json_atomic(Path(task["marker"]), record)
+    write_marker(task["marker"], record)
     return record
 
 
@@ -220,7 +220,7 @@ def pack_task(plan: dict[str, Any], own: list[tuple[str, np.ndarray]],
               "pool_tokens": {pool_names[i]: int(v) for i, v in enumerate(packed.pool_tokens) if v},
               "read_s": t_read, "wall_s": time.perf_counter() - t0, "rss_mb": max(rss, _rss_mb()),
               "pid": os.getpid()}
-    write_json_atomic(Path(marker), record)
+    write_marker(marker, record)
     return record
 
 

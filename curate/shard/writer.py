@@ -1,6 +1,10 @@
 """Files the sharder writes: the token cache and scatter files (Arrow IPC), and the shards (Parquet).
 
-Every file appears complete or not at all (temporary name, fsync, rename: curate.io).
+Every file appears complete or not at all (temporary name, then rename). Shards are also fsynced
+before the rename (they are the output); scratch files and task markers are not: a crashed process
+leaves them in the page cache, and only a power loss between a marker and its data reaching the disk
+could leave a marker naming a damaged scratch file — a resumed run checks sizes, and
+`curate shard verify` checks every shard.
 
 - Token cache (`_work/tokens/<task>.arrow`): one Arrow IPC file per tokenisation task, columns
   `doc_hash` (uint64), `doc_ref` (uint64), `n_tokens` (int32), `tokens` (list<int32>, BOS/EOS
@@ -84,16 +88,22 @@ def list_lengths(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 class _AtomicFile:
-    def __init__(self, path: Path) -> None:
+    durable = False  # fsync before publishing (shards); scratch files skip it
+
+    def __init__(self, path: Path, durable: bool | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = _tmp_name(self.path)
+        if durable is not None:
+            self.durable = durable
 
     def publish(self) -> None:
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if self.durable:
+            with open(self.tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
+        if self.durable:
+            _fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         self.tmp.unlink(missing_ok=True)
@@ -164,16 +174,12 @@ class ScatterWriter(_AtomicFile):
         self._offset += buf.size
 
     def close(self) -> np.ndarray:
-        self._f.flush()
-        os.fsync(self._f.fileno())
         self._f.close()
         idx = np.array(self.index, dtype=np.int64).reshape(-1, 6)
         idx_path = index_path(self.path)
         tmp = _tmp_name(idx_path)
         with open(tmp, "wb") as f:
             np.save(f, idx)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, idx_path)
         self.publish()
         return idx
@@ -229,7 +235,7 @@ def write_shard(path: Path, table: pa.Table, tokens: int, compression: str = "zs
                 compression_level: int | None = 1) -> ShardFile:
     """Write one shard atomically in row groups of about ROW_GROUP_TOKENS tokens."""
     path = Path(path)
-    af = _AtomicFile(path)
+    af = _AtomicFile(path, durable=True)
     rows = table.num_rows
     per_row = max(1.0, tokens / max(rows, 1))
     group = max(1, int(ROW_GROUP_TOKENS // per_row))
@@ -250,6 +256,17 @@ def write_shard(path: Path, table: pa.Table, tokens: int, compression: str = "zs
         af.abort()
         raise
     return ShardFile(path.name, rows, tokens, path.stat().st_size, sha256_file(path), groups)
+
+
+def write_marker(path: str | Path, record: dict) -> None:
+    """A task's result, written after its output (tmp + rename, no fsync: see the module docstring)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    tmp.write_text(json.dumps(record, sort_keys=True, default=str))
+    os.replace(tmp, path)
 
 
 def table_tokens(tables: Iterable[pa.Table]) -> int:
