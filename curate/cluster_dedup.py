@@ -26,6 +26,14 @@ node ids (or exact payloads) of the *linked* documents only, and only below `bro
 (`broadcast_bytes`): bounds, not sizes that grow with the corpus; above them the same stages run
 as hash joins.
 
+Stats: drops {drop_reason: documents removed}; counters: docs, kept, bucket_rows, shared_buckets
+(buckets with 2+ documents), candidate_pairs (sum over buckets of k*(k-1)/2: a pair sharing b
+bands counts b times), pairs_verified / pairs_rejected (signature check inside buckets),
+pairs_exact_checked / pairs_exact_rejected (exact check; a pair linked in several bands can be
+checked more than once on the broadcast path), edges (distinct links into the components),
+rounds, clustered_docs (documents with a link), clusters (components of 2+ documents),
+uid_collisions, plus the processor's own (docs_signed, shingles, no_shingles for MinHash).
+
 Node ids are 64-bit hashes of the document ids: two distinct ids collide with probability
 n^2 / 2^65 (1e-4 for 10^8 documents). A collision is detected where it could matter -- two
 documents of one node inside a cluster -- and those documents are then always kept, their own

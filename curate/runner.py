@@ -73,6 +73,9 @@ class RunResult:
 def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
     """Join a cluster (address given), reuse an initialised Ray, or start an embedded one."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Shuffles run in their own worker pool; with Ray's default of one idle worker per CPU,
+    # workers are killed and respawned between steps, costing seconds on small machines.
+    os.environ.setdefault("RAY_num_workers_soft_limit", "8")
     import ray
 
     started = False

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray Data's shuffles run in their own worker pool; with Ray's default of one idle worker per CPU,
+# workers are killed and respawned between steps (seconds each on 2 CPUs).
+os.environ.setdefault("RAY_num_workers_soft_limit", "8")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -27,6 +30,7 @@ def ray_session():
 
     if not ray.is_initialized():
         ray.init(
+            address="local",  # never join a cluster another test (or process) started
             num_cpus=2,
             object_store_memory=512 * 1024 * 1024,
             include_dashboard=False,
