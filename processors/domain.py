@@ -44,31 +44,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import ClassVar, Literal, Sequence
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 from pydantic import ConfigDict, Field, model_validator
 
+from processors.uris import domain_of
 from processors.base import Mapper, Params, ProcessorError
 from processors.textstats import texts_of
 
 
 def normalize_label(label: str) -> str:
     return "_".join(str(label).strip().lower().split())
-
-
-def _host(url: str | None) -> str | None:
-    if not url:
-        return None
-    try:
-        host = urlsplit(url.strip()).hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    host = host.lower().rstrip(".")
-    return host[4:] if host.startswith("www.") else host
 
 
 class UrlRules:
@@ -258,7 +245,7 @@ class DomainLabel(Mapper):
         n = batch.num_rows
         urls = batch.column("url").to_pylist()
         hosts = (batch.column("domain").to_pylist() if "domain" in batch.column_names else [None] * n)
-        hosts = [h or _host(u) for h, u in zip(hosts, urls)]
+        hosts = [h or domain_of(u) for h, u in zip(hosts, urls)]
         rule_labels = ([self._rules.match(h, u) for h, u in zip(hosts, urls)]
                        if self._rules is not None else [None] * n)
         if self._model is not None:

@@ -17,7 +17,6 @@ import os
 import threading
 from collections import Counter
 from typing import Any, Iterator, Literal
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 from pydantic import Field, model_validator
@@ -25,6 +24,7 @@ from pydantic import Field, model_validator
 from processors.base import BatchResult, Params, ProcessorError, Source
 from processors.html_text import ExtractionWorker, ExtractSettings, check_extractor, process_html
 from processors.schema import DOCUMENT_FIELDS, WARC_FIELDS
+from processors.uris import domain_of  # noqa: F401 - re-exported for callers of extract
 from processors.warc import (
     DEFAULT_LISTING_PREFIX,
     WAT_REFUSAL,
@@ -85,20 +85,6 @@ class ExtractParams(Params):
             deduplicate=self.deduplicate,
             fallback=self.fallback,
         )
-
-
-def domain_of(url: str | None) -> str | None:
-    """Lowercased host without port, trailing dot or leading `www.`; None if there is none."""
-    if not url:
-        return None
-    try:
-        host = urlsplit(url.strip()).hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    host = host.rstrip(".").lower()
-    return host[4:] if host.startswith("www.") else host
 
 
 class Extract(Source):

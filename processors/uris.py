@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import fsspec
+from urllib.parse import urlsplit
 
 _GLOB_CHARS = set("*?[")
 
@@ -58,3 +59,17 @@ def expand_all(patterns: list[str], suffixes: tuple[str, ...] = ()) -> list[str]
         for f in expand_glob(p, suffixes):
             seen.setdefault(f, None)
     return list(seen)
+
+
+def domain_of(url: str | None) -> str | None:
+    """Lowercased host without port, trailing dot or leading `www.` (the schema's `domain`)."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.rstrip(".").lower()
+    return host[4:] if host.startswith("www.") else host

@@ -10,25 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from processors.schema import DOCUMENT_SCHEMA
-
-
-def host_of(url: str | None) -> str | None:
-    """Host of a URL, lowercased, without a leading `www.` (the schema's `domain`)."""
-    if not url:
-        return None
-    try:
-        host = urlsplit(url.strip()).hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    host = host.lower().rstrip(".")
-    return host[4:] if host.startswith("www.") else host
+from processors.uris import domain_of
 
 
 def extract_warc_documents(paths: Iterable[str | Path], limit: int | None = None,
@@ -65,7 +51,7 @@ def extract_warc_documents(paths: Iterable[str | Path], limit: int | None = None
                 rows["id"].append(rec.record_id)
                 rows["source"].append(source)
                 rows["url"].append(url)
-                rows["domain"].append(host_of(url))
+                rows["domain"].append(domain_of(url))
                 rows["date"].append(rec.headers.get("WARC-Date"))
                 rows["text"].append(text)
         if limit is not None and len(rows["id"]) >= limit:
