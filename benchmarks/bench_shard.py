@@ -325,7 +325,7 @@ def main() -> None:
 
     measure("cl100k_base", folder / "pools.json", "cl100k_base", "encode_ordinary_batch", a.cpus)
     if not a.skip_hf:
-        hf_pools = folder / "eighth" / "pools.json"
+        hf_pools = folder / "quarter" / "pools.json"
         measure("bpe-129k", hf_pools, str(TOKENIZERS / "bpe-129k-tokenizer.json"), "encode_batch", a.cpus)
     # Peak memory as the input grows 4x: the same stage on a quarter of the corpus and on all of it,
     # shards of 1M tokens (4 MB) so that both sizes fill their buckets.

@@ -163,6 +163,13 @@ def test_tiktoken_and_hf_tokenizers_with_bos_eos(shared_data, tiktoken_cache):
     second = flat[lens[0]:]
     assert list(second).count(100257) == 1 and second[-1] == 100257
     assert cl.identity()["sha256"] and cl.identity()["vocab_size"] == 100277
+    # The same ids as tiktoken's own encode_ordinary (whichever API the tokenizer uses inside).
+    import tiktoken
+
+    docs = [text, "Ünïcödé — 中文 text\n\n  spaces  ", "a <|endoftext|> b", "x" * 5000]
+    flat, lens = cl.encode(docs)
+    want = [tiktoken.get_encoding("cl100k_base").encode_ordinary(d) + [100257] for d in docs]
+    assert flat.tolist() == [i for w in want for i in w] and lens.tolist() == [len(w) for w in want]
 
     bert = TokenizerSpec(name=str(shared_data / "tokenizers" / "bert-wordpiece-tokenizer.json"), add_bos=True).load()
     flat, lens = bert.encode([text])

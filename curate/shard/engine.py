@@ -407,7 +407,6 @@ class ShardRun:
 
     def _tokenize(self, ray, targets: MixTargets, tok: Tokenizer):
         t0 = time.monotonic()
-        cfg = self.cfg
         covered = {p.name: 0.0 for p in targets.pools}  # sampled up to this epoch-0 position
         pools = {p.name: {"tokens": 0, "documents": 0, "documents_read": 0, "documents_empty": 0, "chars": 0,
                           "sampled_to": 0.0} for p in targets.pools}

@@ -230,11 +230,20 @@ class Tokenizer:
             encs = self._hf.encode_batch(texts, add_special_tokens=False)
         return [e.ids for e in encs]
 
+    def _encode_arrays(self, texts: list[str]) -> list[np.ndarray]:
+        if self._tt is not None and self.spec.threads == 1:
+            # One thread: tiktoken's buffer API, no thread pool and no Python int per token (about
+            # 20% less CPU than encode_ordinary_batch(num_threads=1), identical ids: special-token
+            # text is ordinary text with allowed_special=set(), disallowed_special=()).
+            enc = self._tt
+            return [enc.encode_to_numpy(t, allowed_special=set(), disallowed_special=()) for t in texts]
+        return [np.asarray(x, dtype=np.int32) for x in self.encode_lists(texts)]
+
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(flat ids as int32, length of each document as int64), with BOS/EOS added per document."""
-        ids = self.encode_lists(texts) if texts else []
-        lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        body = (np.concatenate([np.asarray(x, dtype=np.int32) for x in ids]) if int(lens.sum())
+        arrays = self._encode_arrays(texts) if texts else []
+        lens = np.fromiter((len(x) for x in arrays), dtype=np.int64, count=len(arrays))
+        body = (np.concatenate(arrays).astype(np.int32, copy=False) if int(lens.sum())
                 else np.empty(0, dtype=np.int32))
         bos = self.spec.add_bos and self.bos_id is not None
         eos = self.spec.add_eos and self.eos_id is not None
