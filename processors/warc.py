@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from processors.base import ProcessorError
+from processors.uris import is_remote
 
 DEFAULT_LISTING_PREFIX = "https://data.commoncrawl.org/"
 
@@ -55,10 +56,6 @@ _RESYNC_CHUNK = 1 << 20
 
 # --------------------------------------------------------------------------------------------
 # URIs and filesystems
-
-
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
 
 
 def is_wat(uri: str) -> bool:

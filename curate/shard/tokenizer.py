@@ -73,10 +73,11 @@ class TokenizerSpec(BaseModel):
         return Tokenizer(self)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (tokenizer identity, shard checksums)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
 
@@ -153,7 +154,7 @@ class Tokenizer:
                 tok = HFTokenizer.from_file(str(path))
             except Exception as e:  # noqa: BLE001
                 raise TokenizerError(f"{path}: not a tokenizers tokenizer.json ({e})") from None
-            self._id.update(name=path.name, path=str(path.resolve()), sha256=_sha256_file(path))
+            self._id.update(name=path.name, path=str(path.resolve()), sha256=sha256_file(path))
             self._config_dir = path.parent
         tok.no_truncation()
         tok.no_padding()

@@ -7,7 +7,6 @@ disk that the manifest does not list. Each problem is one line naming the file a
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .manifest import ManifestError, read_manifest
+from curate.shard.tokenizer import sha256_file
 
 
 @dataclass
@@ -33,14 +33,6 @@ class VerifyReport:
         return not self.problems
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_shard(folder: Path, s: dict[str, Any], m: dict[str, Any], is_last: bool, report: VerifyReport) -> dict:
     name = s["file"]
     path = folder / name
@@ -54,7 +46,7 @@ def _check_shard(folder: Path, s: dict[str, Any], m: dict[str, Any], is_last: bo
     if size != s["bytes"]:
         how = "truncated" if size < s["bytes"] else "grown"
         report.problems.append(f"{name}: size {size:,} bytes, manifest says {s['bytes']:,} ({how})")
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != s["sha256"]:
         report.problems.append(f"{name}: SHA-256 mismatch (file {digest[:16]}..., manifest "
                                f"{s['sha256'][:16]}...): the file was changed after it was written")
