@@ -31,7 +31,6 @@ with 128 permutations); exact verification removes that noise from the decision.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from functools import lru_cache
 from typing import Literal
@@ -43,6 +42,7 @@ from pydantic import field_validator, model_validator
 
 from processors.base import BatchResult, ClusterDedup, Params, ProcessorError
 from processors.shingles import normalize_array, shingle_spans
+from processors.span_hash import require_duckdb, sha1_first4
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH32 = np.uint32(0xFFFFFFFF)
@@ -145,21 +145,18 @@ class MinHasher:
 
     # -- hashing ------------------------------------------------------------------------------
 
-    def hash_spans(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    def hash_spans(self, buf: bytes | np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """32-bit hash of every shingle ``buf[starts[i]:ends[i]]`` (uint32)."""
         n = len(starts)
         out = np.empty(n, dtype=np.uint32)
         step = 65_536  # bounded Python temporaries (digests, span lists) whatever the batch
         if self.hash == "sha1":
-            sha1 = hashlib.sha1
-            for c in range(0, n, step):
-                s_, e_ = starts[c : c + step].tolist(), ends[c : c + step].tolist()
-                digests = b"".join([sha1(buf[s:e]).digest() for s, e in zip(s_, e_)])
-                first4 = np.frombuffer(digests, dtype=np.uint8).reshape(len(s_), 20)[:, :4]
-                out[c : c + len(s_)] = np.ascontiguousarray(first4).view("<u4").reshape(len(s_))
-            return out
+            # one vectorised call instead of one hashlib call per shingle (processors.span_hash)
+            return sha1_first4(np.frombuffer(buf, np.uint8) if isinstance(buf, bytes) else buf, starts, ends)
         import xxhash
 
+        if isinstance(buf, np.ndarray):
+            buf = buf.tobytes()
         xxh32 = xxhash.xxh32_intdigest
         for c in range(0, n, step):
             s_, e_ = starts[c : c + step].tolist(), ends[c : c + step].tolist()
@@ -226,7 +223,7 @@ class MinHasher:
         """Also returns the 32-bit hash of every shingle (grouped by document, in order)."""
         norm = normalize_array(texts)
         spans = shingle_spans(norm, ngram)
-        hv = self.hash_spans(norm.data.tobytes(), spans.starts, spans.ends)
+        hv = self.hash_spans(norm.data, spans.starts, spans.ends)
         return self.signatures_from_hashes(hv, spans.counts), spans.counts, hv
 
     def signature_of_shingles(self, shingles: list[bytes]) -> np.ndarray:
@@ -408,6 +405,8 @@ class MinHashDedup(ClusterDedup):
                 import xxhash  # noqa: F401
             except ImportError as e:  # pragma: no cover - xxhash is a dependency
                 raise ProcessorError("hash=xxh32 needs the xxhash package") from e
+        else:
+            require_duckdb()
 
     @property
     def hasher(self) -> MinHasher:

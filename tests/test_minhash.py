@@ -123,6 +123,30 @@ def test_signature_of_long_document_spanning_blocks(pages):
     assert np.array_equal(ref.hashvalues.astype(np.uint64), sig[0].astype(np.uint64))
 
 
+def test_batch_sha1_equals_hashlib_on_every_view_kind(pages, monkeypatch):
+    """DuckDB's SHA-1 over binary views must be datasketch's `sha1_hash32`: inline views
+    (<= 12 bytes, zero padded), empty spans, long views, spans into the middle of the buffer,
+    non-ASCII bytes, and input split across several DuckDB calls."""
+    import hashlib
+    import struct
+
+    import processors.span_hash as span_hash
+
+    buf = " ".join(pages[:30]).encode("utf-8")
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, len(buf) - 200, 5000)
+    lens = np.concatenate((np.arange(0, 40), rng.integers(0, 200, 5000 - 40)))
+    ends = starts + lens
+    ref = [struct.unpack("<I", hashlib.sha1(buf[a:b]).digest()[:4])[0] for a, b in zip(starts.tolist(), ends.tolist())]
+    monkeypatch.setattr(span_hash, "_MAX_CHUNK", 777)  # several calls, each rebased on its own spans
+    got = span_hash.sha1_first4(np.frombuffer(buf, np.uint8), starts, ends)
+    assert got.dtype == np.uint32 and got.tolist() == ref
+    assert any(b >= 0x80 for b in buf)  # real multi-byte text went through
+    views = span_hash.binary_views(np.frombuffer(buf, np.uint8), starts[:100], ends[:100])
+    assert views.to_pylist() == [buf[a:b] for a, b in zip(starts[:100].tolist(), ends[:100].tolist())]
+    assert span_hash.sha1_first4(np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)).size == 0
+
+
 # -- LSH layout ------------------------------------------------------------------------------------
 
 
