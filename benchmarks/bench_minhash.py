@@ -269,6 +269,7 @@ class RssSampler:
         self.per_pid: dict[int, int] = {}
         self.per_pid_private: dict[int, int] = {}
         self.peak_task = ""  # process title of the worker when it reached the private peak
+        self.per_task_private: dict[str, int] = {}  # process title (the running task) -> peak
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -291,9 +292,12 @@ class RssSampler:
                     except self.psutil.Error:
                         continue
                     rss, private = mi.rss, mi.rss - mi.shared
+                    title = ""
+                    with contextlib.suppress(self.psutil.Error):
+                        title = " ".join(p.cmdline()).strip()[:120]
                     if private > self.peak_worker_private:
-                        with contextlib.suppress(self.psutil.Error):
-                            self.peak_task = " ".join(p.cmdline())[:120]
+                        self.peak_task = title
+                    self.per_task_private[title] = max(self.per_task_private.get(title, 0), private)
                     self.per_pid[p.pid] = max(self.per_pid.get(p.pid, 0), rss)
                     self.per_pid_private[p.pid] = max(self.per_pid_private.get(p.pid, 0), private)
                     self.peak_worker = max(self.peak_worker, rss)
@@ -316,12 +320,13 @@ def run_ours(shards: list[str], params: MinHashDedupParams, num_partitions: int,
     import ray
 
     from curate.cluster_dedup import DEFAULT_BROADCAST_ROWS, run_cluster_dedup
+    from curate.ray_io import read_parquet_parts
 
     kw = {"broadcast_rows": DEFAULT_BROADCAST_ROWS if broadcast_rows is None else broadcast_rows}
     with tempfile.TemporaryDirectory(dir=str(Path(shards[0]).parent.parent)) as out, RssSampler() as rss:
         # end to end like datatrove's four stages: read, dedup, write the kept and removed documents
         t0 = time.time()
-        ds = ray.data.read_parquet(shards, columns=["id", "source", "url", "domain", "date", "text"])
+        ds = read_parquet_parts(shards, columns=["id", "source", "url", "domain", "date", "text"])
         kept, stats = run_cluster_dedup(ds, MinHashDedup(params), num_partitions=num_partitions, **kw)
         dropped = stats.pop("dropped")
         kept.write_parquet(f"{out}/kept")
@@ -566,6 +571,9 @@ def main(argv: list[str] | None = None) -> int:
                 "workers_seen": len(rss.per_pid),
                 "peak_driver_rss_mb": round(rss.peak_driver / 2**20, 1),
                 "peak_private_task": rss.peak_task,
+                "peak_private_mb_by_task": {
+                    k: round(v / 2**20, 1) for k, v in sorted(rss.per_task_private.items(), key=lambda kv: -kv[1])
+                },
             }
             print(json.dumps(results["memory"][name], indent=2))
             save()

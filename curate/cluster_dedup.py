@@ -62,7 +62,8 @@ PAYLOAD = "_cd_payload"
 ID = "id"
 DEFAULT_BROADCAST_ROWS = 1_000_000
 DEFAULT_BROADCAST_BYTES = 256 * 2**20  # exact-verification payloads broadcast below this size
-SHUFFLE_BATCH_BYTES = 128 * 2**20  # input of one shuffle-map task (Ray's default: 1 GiB)
+SHUFFLE_BATCH_BYTES = 32 * 2**20  # input of one shuffle-map task (Ray's default: 1 GiB)
+MAX_BLOCK_BYTES = 32 * 2**20  # blocks a task emits (Ray's default: 128 MiB)
 _KW = {"batch_format": "pyarrow", "zero_copy_batch": True}
 # Row-wise maps take bounded batches (Ray Data's default is a whole block, which can be a whole
 # input file): per-worker memory then depends on these sizes, not on the corpus. Reducers after
@@ -121,6 +122,7 @@ def cluster_dedup(
         # by this dataset's lineage (every dataset derived here), not by the rest of the driver.
         ctx = ds.context
         ctx.shuffle_input_batch_bytes = min(ctx.shuffle_input_batch_bytes or shuffle_batch_bytes, shuffle_batch_bytes)
+        ctx.target_max_block_size = min(ctx.target_max_block_size or MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     keep_dropped = processor.side_output if keep_dropped is None else keep_dropped
     processor.setup()  # driver-side: fail early, and ship computed state (e.g. LSH layout) to workers
     run = RunStats()

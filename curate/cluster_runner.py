@@ -44,16 +44,17 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     import ray
 
     from curate.cluster_dedup import run_cluster_dedup
+    from curate.ray_io import read_parquet_parts
     from curate.runner import _num_partitions
 
     if not parts:
         return []
     head = seg.head
     proc = head.build()
-    ds = ray.data.read_parquet(parts)
-    rows_in = ds.count()
+    ds = read_parquet_parts(parts)  # one file per read task: worker memory independent of the input size
     kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers))
     dropped = info.pop("dropped", None)
+    rows_in = int(info.get("counters", {}).get("docs", 0))
     records = []
     for row in kept.map_batches(_write_block, fn_kwargs=dict(body=seg.body, out_dir=str(out_dir),
                                                              prefix="kept"),
