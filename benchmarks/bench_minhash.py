@@ -16,7 +16,7 @@ dedup       `curate.cluster_dedup.run_cluster_dedup` with `minhash_dedup` on a l
             pair precision / recall against the truth (see `evaluate`).
 datatrove   datatrove 0.10.1's four MinHash stages (signature, buckets, cluster, filter) with
             LocalPipelineExecutor on the same shards and the same LSH layout (bands x rows),
-            in its own venv (benchmarks/.venvs/datatrove, created on first use): wall time per
+            in its own venv (benchmarks/.venvs/datatrove-minhash, created on first use): wall time per
             stage and the same precision / recall.
 memory      peak RSS of every Ray worker process (sampled every 0.2 s) for the corpus and for
             its first quarter, partitions scaled with the input size.
@@ -63,7 +63,6 @@ os.environ.setdefault("RAY_num_workers_soft_limit", "8")
 from processors.minhash import MinHashDedup, MinHashDedupParams, MinHasher
 from processors.shingles import shingles_py
 
-DT_VENV = REPO / "benchmarks" / ".venvs" / "datatrove"
 PRESETS = {
     # the processor's defaults: exact verification, LSH layout from datasketch's optimisation
     # with weights (0.1, 0.9) -- 14 x 9 at 0.8
@@ -73,7 +72,10 @@ PRESETS = {
     # no verification, datasketch's layout: what datatrove does
     "none": {"verify": "none"},
 }
-DT_PACKAGES = ["datatrove==0.10.1", "spacy", "xxhash", "pyarrow", "orjson"]
+# datatrove's MinHash steps import `regex` and `tokenizers` (datatrove.pipeline.dedup) without
+# declaring them in its base install; its own venv, apart from the throughput benchmark's (other pins)
+DT_VENV_NAME = "datatrove-minhash"
+DT_PACKAGES = ["datatrove==0.10.1", "regex", "tokenizers", "spacy", "xxhash", "pyarrow", "orjson"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +368,52 @@ class WhitespaceTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
+def print_summary(results: dict) -> None:
+    """The figures the issue asks for, as tables (everything else is in the JSON)."""
+    from _common import print_table
+
+    sig = results.get("signatures")
+    if sig:
+        print(f"\nsignatures per second, one core (CPU time), {sig['baseline_docs']} docs of {sig['mean_chars']:.0f} chars")
+        rows = []
+        for scheme in ("affine32", "legacy"):
+            r = sig[scheme]
+            rows.append([scheme, f"{r['ours_sha1_same_docs_per_s']:,.0f}", f"{r['datasketch_update_loop_docs_per_s']:,.0f}",
+                         f"{r['speedup_vs_update_loop']}x", f"{r['datasketch_bulk_docs_per_s']:,.0f}"])
+        print_table(["scheme", "ours", "datasketch update loop", "ratio", "datasketch bulk"], rows)
+    dd = results.get("dedup")
+    if dd:
+        print(f"\nnear-dedup on {results['docs']:,} docs, {results['num_cpus']} CPUs: pair precision / recall vs planted truth")
+        rows = []
+        for name, r in dd.items():
+            q, c = r["quality"], r["stats"]["counters"]
+            rows.append([name, f"{r['bands']}x{r['rows']}", q["precision"], q["recall"], f"{q['true_pairs']:,}",
+                         f"{c.get('candidate_pairs', 0):,}", f"{c.get('edges', 0):,}", c.get("rounds"),
+                         f"{r['stats']['drops'].get('near_duplicate', 0):,}", r["wall_s"]])
+        print_table(["run", "bands x rows", "P", "R", "true pairs", "candidate pairs", "edges", "rounds", "removed", "wall s"], rows)
+    dt = results.get("datatrove")
+    if dt:
+        ours = (dd or {}).get("t0.8")
+        print("\nend to end at threshold 0.8 (read, dedup, write kept + removed), same documents and CPUs")
+        rows = []
+        if ours:
+            rows.append(["curate", "", ours["wall_s"], "1.00x", ours["quality"]["precision"], ours["quality"]["recall"]])
+        for tok, r in dt.items():
+            rows.append([f"datatrove 0.10.1", tok, r["wall_s"], f"{r.get('ours_speedup', '-')}x" if ours else "-",
+                         r["quality"]["precision"], r["quality"]["recall"]])
+        print_table(["system", "word tokenizer", "wall s", "curate speed-up", "P", "R"], rows)
+    mem = results.get("memory")
+    if mem:
+        print("\npeak RSS per Ray worker (MB; private = RSS minus shared pages such as the object store)")
+        rows = [[name, f"{m['docs']:,}", m["partitions"], m["peak_worker_private_rss_mb"], m["median_worker_peak_private_rss_mb"],
+                 m["peak_worker_rss_mb"], m["peak_driver_rss_mb"], m["wall_s"]] for name, m in mem.items()]
+        print_table(["corpus", "docs", "partitions", "largest worker (private)", "median worker", "largest worker (RSS)",
+                     "driver", "wall s"], rows)
+        if {"quarter", "full"} <= set(mem):
+            a, b = mem["quarter"]["peak_worker_private_rss_mb"], mem["full"]["peak_worker_private_rss_mb"]
+            print(f"largest worker, 4x the documents: x{b / a:.2f}")
+
+
 def main():
     shards, work, tasks, workers, bands, rows, tokenizer = sys.argv[1:8]
     tasks, workers, bands, rows = int(tasks), int(workers), int(bands), int(rows)
@@ -399,12 +447,9 @@ if __name__ == "__main__":
 
 
 def ensure_datatrove_venv() -> Path:
-    py = DT_VENV / "bin" / "python"
-    if not py.exists():
-        print(f"creating {DT_VENV} (datatrove 0.10.1 pins trafilatura<1.12: it gets its own venv)")
-        subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *DT_PACKAGES], check=True)
-    return py
+    from _common import peer_venv
+
+    return peer_venv(DT_VENV_NAME, DT_PACKAGES)
 
 
 def run_datatrove(shards_dir: Path, work: Path, tasks: int, workers: int, bands: int, rows: int, tokenizer: str) -> tuple[dict[str, str], dict, float]:
@@ -466,7 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datatrove-tokenizer", choices=["default", "whitespace", "both"], default="both")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--subset", type=int, default=0, help="use only the first N documents (and their truth pairs)")
+    ap.add_argument("--summary", action="store_true", help="print the tables of an earlier run's JSON and exit")
     args = ap.parse_args(argv)
+    if args.summary:
+        print_summary(json.loads((args.out or args.corpus / "bench.json").read_text()))
+        return 0
 
     docs = pq.read_table(args.corpus / "docs.parquet")
     truth = pq.read_table(args.corpus / "truth.parquet")
@@ -580,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             del pred
             gc.collect()
     save()
+    print_summary(results)
     print(f"wrote {out_path}")
     return 0
 

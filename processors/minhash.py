@@ -1,8 +1,9 @@
 """MinHash LSH near-duplicate detection: signatures, band keys and pair verification.
 
 Signatures are computed for a whole Arrow batch at once: the batch is normalised into one buffer
-(`processors.shingles`), every shingle is hashed straight from a byte span of that buffer, and the
-permutations and per-document minimum run in numpy over blocks of shingles. The values are the
+(`processors.shingles`), every shingle is hashed straight from a byte span of that buffer (SHA-1
+for all spans of a batch in one DuckDB call, `processors.span_hash`), and the permutations and
+per-document minimum run in numpy over blocks of shingles. The values are the
 ones `datasketch.MinHash(num_perm, seed, scheme=...)` gives when updated with the same shingles
 (its default hash, SHA-1 truncated to 32 bits little-endian, or xxh32 when
 `hashfunc=xxhash.xxh32_intdigest`), for both of its 32-bit schemes:
@@ -18,15 +19,16 @@ of false-positive and false-negative probability; `optimal_bands_rows`), or are 
 weights are datasketch's default (0.5, 0.5) unless verification is exact (the default), where
 they are (0.1, 0.9): the exact check removes false positives, so candidates should favour recall.
 
-Verification ("signature", the default): each bucket entry carries the low 8 bits of every signature value (b-bit MinHash,
-one byte per permutation). Two documents agree on a byte with probability J + (1 - J)/256, so
-``(matches/num_perm - 1/256) / (1 - 1/256)`` is an unbiased Jaccard estimate; candidate pairs
-below the threshold are not linked. This cuts LSH false positives (pairs that share one band by
-chance) at a quarter of the shuffle volume of full signatures. With verify="exact" that check
-runs at threshold - verify_margin as a pre-filter, and the pairs left are then checked on the
-exact Jaccard of the two documents' shingle sets (32-bit shingle hashes: a collision between two
-documents' shingles, probability ~|A||B|/2^32 per pair, moves the Jaccard by ~1/|A u B|), which
-the engine brings together by joins. Estimates near the threshold are noisy (sd ~0.035 at 0.8
+Verification, `verify="signature"`: each bucket entry carries the low 8 bits of every signature
+value (b-bit MinHash, one byte per permutation). Two documents agree on a byte with probability
+J + (1 - J)/256, so ``(matches/num_perm - 1/256) / (1 - 1/256)`` is an unbiased Jaccard
+estimate; candidate pairs below the threshold are not linked. This cuts LSH false positives
+(pairs that share one band by chance) at a quarter of the shuffle volume of full signatures.
+With `verify="exact"` (the default) that check runs at threshold - verify_margin as a
+pre-filter, and the pairs left are then checked on the exact Jaccard of the two documents'
+shingle sets (32-bit shingle hashes: a collision between two documents' shingles, probability
+~|A||B|/2^32 per pair, moves the Jaccard by ~1/|A u B|), which the engine brings together by
+joins. Estimates near the threshold are noisy (sd ~0.035 at 0.8
 with 128 permutations); exact verification removes that noise from the decision.
 """
 from __future__ import annotations
