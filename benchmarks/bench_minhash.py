@@ -73,9 +73,10 @@ PRESETS = {
     "none": {"verify": "none"},
 }
 # datatrove's MinHash steps import `regex` and `tokenizers` (datatrove.pipeline.dedup) without
-# declaring them in its base install; its own venv, apart from the throughput benchmark's (other pins)
+# declaring them in its base install, and hashes `str` shingles, which xxhash 4 refuses; its own
+# venv, apart from the throughput benchmark's (other pins)
 DT_VENV_NAME = "datatrove-minhash"
-DT_PACKAGES = ["datatrove==0.10.1", "regex", "tokenizers", "spacy", "xxhash", "pyarrow", "orjson"]
+DT_PACKAGES = ["datatrove==0.10.1", "regex", "tokenizers", "spacy", "xxhash<4", "pyarrow", "orjson"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,52 +369,6 @@ class WhitespaceTokenizer(WordTokenizer):
         return [(0, len(text))]
 
 
-def print_summary(results: dict) -> None:
-    """The figures the issue asks for, as tables (everything else is in the JSON)."""
-    from _common import print_table
-
-    sig = results.get("signatures")
-    if sig:
-        print(f"\nsignatures per second, one core (CPU time), {sig['baseline_docs']} docs of {sig['mean_chars']:.0f} chars")
-        rows = []
-        for scheme in ("affine32", "legacy"):
-            r = sig[scheme]
-            rows.append([scheme, f"{r['ours_sha1_same_docs_per_s']:,.0f}", f"{r['datasketch_update_loop_docs_per_s']:,.0f}",
-                         f"{r['speedup_vs_update_loop']}x", f"{r['datasketch_bulk_docs_per_s']:,.0f}"])
-        print_table(["scheme", "ours", "datasketch update loop", "ratio", "datasketch bulk"], rows)
-    dd = results.get("dedup")
-    if dd:
-        print(f"\nnear-dedup on {results['docs']:,} docs, {results['num_cpus']} CPUs: pair precision / recall vs planted truth")
-        rows = []
-        for name, r in dd.items():
-            q, c = r["quality"], r["stats"]["counters"]
-            rows.append([name, f"{r['bands']}x{r['rows']}", q["precision"], q["recall"], f"{q['true_pairs']:,}",
-                         f"{c.get('candidate_pairs', 0):,}", f"{c.get('edges', 0):,}", c.get("rounds"),
-                         f"{r['stats']['drops'].get('near_duplicate', 0):,}", r["wall_s"]])
-        print_table(["run", "bands x rows", "P", "R", "true pairs", "candidate pairs", "edges", "rounds", "removed", "wall s"], rows)
-    dt = results.get("datatrove")
-    if dt:
-        ours = (dd or {}).get("t0.8")
-        print("\nend to end at threshold 0.8 (read, dedup, write kept + removed), same documents and CPUs")
-        rows = []
-        if ours:
-            rows.append(["curate", "", ours["wall_s"], "1.00x", ours["quality"]["precision"], ours["quality"]["recall"]])
-        for tok, r in dt.items():
-            rows.append([f"datatrove 0.10.1", tok, r["wall_s"], f"{r.get('ours_speedup', '-')}x" if ours else "-",
-                         r["quality"]["precision"], r["quality"]["recall"]])
-        print_table(["system", "word tokenizer", "wall s", "curate speed-up", "P", "R"], rows)
-    mem = results.get("memory")
-    if mem:
-        print("\npeak RSS per Ray worker (MB; private = RSS minus shared pages such as the object store)")
-        rows = [[name, f"{m['docs']:,}", m["partitions"], m["peak_worker_private_rss_mb"], m["median_worker_peak_private_rss_mb"],
-                 m["peak_worker_rss_mb"], m["peak_driver_rss_mb"], m["wall_s"]] for name, m in mem.items()]
-        print_table(["corpus", "docs", "partitions", "largest worker (private)", "median worker", "largest worker (RSS)",
-                     "driver", "wall s"], rows)
-        if {"quarter", "full"} <= set(mem):
-            a, b = mem["quarter"]["peak_worker_private_rss_mb"], mem["full"]["peak_worker_private_rss_mb"]
-            print(f"largest worker, 4x the documents: x{b / a:.2f}")
-
-
 def main():
     shards, work, tasks, workers, bands, rows, tokenizer = sys.argv[1:8]
     tasks, workers, bands, rows = int(tasks), int(workers), int(bands), int(rows)
@@ -493,6 +448,52 @@ def write_shards(docs: pa.Table, out: Path, n: int) -> list[str]:
     return paths
 
 
+def print_summary(results: dict) -> None:
+    """The figures the issue asks for, as tables (everything else is in the JSON)."""
+    from _common import print_table
+
+    sig = results.get("signatures")
+    if sig:
+        print(f"\nsignatures per second, one core (CPU time), {sig['baseline_docs']} docs of {sig['mean_chars']:.0f} chars")
+        rows = []
+        for scheme in ("affine32", "legacy"):
+            r = sig[scheme]
+            rows.append([scheme, f"{r['ours_sha1_same_docs_per_s']:,.0f}", f"{r['datasketch_update_loop_docs_per_s']:,.0f}",
+                         f"{r['speedup_vs_update_loop']}x", f"{r['datasketch_bulk_docs_per_s']:,.0f}"])
+        print_table(["scheme", "ours", "datasketch update loop", "ratio", "datasketch bulk"], rows)
+    dd = results.get("dedup")
+    if dd:
+        print(f"\nnear-dedup on {results['docs']:,} docs, {results['num_cpus']} CPUs: pair precision / recall vs planted truth")
+        rows = []
+        for name, r in dd.items():
+            q, c = r["quality"], r["stats"]["counters"]
+            rows.append([name, f"{r['bands']}x{r['rows']}", q["precision"], q["recall"], f"{q['true_pairs']:,}",
+                         f"{c.get('candidate_pairs', 0):,}", f"{c.get('edges', 0):,}", c.get("rounds"),
+                         f"{r['stats']['drops'].get('near_duplicate', 0):,}", r["wall_s"]])
+        print_table(["run", "bands x rows", "P", "R", "true pairs", "candidate pairs", "edges", "rounds", "removed", "wall s"], rows)
+    dt = results.get("datatrove")
+    if dt:
+        ours = (dd or {}).get("t0.8")
+        print("\nend to end at threshold 0.8 (read, dedup, write kept + removed), same documents and CPUs")
+        rows = []
+        if ours:
+            rows.append(["curate", "", ours["wall_s"], "1.00x", ours["quality"]["precision"], ours["quality"]["recall"]])
+        for tok, r in dt.items():
+            rows.append([f"datatrove 0.10.1", tok, r["wall_s"], f"{r.get('ours_speedup', '-')}x" if ours else "-",
+                         r["quality"]["precision"], r["quality"]["recall"]])
+        print_table(["system", "word tokenizer", "wall s", "curate speed-up", "P", "R"], rows)
+    mem = results.get("memory")
+    if mem:
+        print("\npeak RSS per Ray worker (MB; private = RSS minus shared pages such as the object store)")
+        rows = [[name, f"{m['docs']:,}", m["partitions"], m["peak_worker_private_rss_mb"], m["median_worker_peak_private_rss_mb"],
+                 m["peak_worker_rss_mb"], m["peak_driver_rss_mb"], m["wall_s"]] for name, m in mem.items()]
+        print_table(["corpus", "docs", "partitions", "largest worker (private)", "median worker", "largest worker (RSS)",
+                     "driver", "wall s"], rows)
+        if {"quarter", "full"} <= set(mem):
+            a, b = mem["quarter"]["peak_worker_private_rss_mb"], mem["full"]["peak_worker_private_rss_mb"]
+            print(f"largest worker, 4x the documents: x{b / a:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True)
@@ -511,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datatrove-tokenizer", choices=["default", "whitespace", "both"], default="both")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--subset", type=int, default=0, help="use only the first N documents (and their truth pairs)")
+    ap.add_argument("--object-store-gb", type=float, default=3.0,
+                    help="embedded Ray's object store; a worker's RSS includes the pages of it that it maps")
     ap.add_argument("--summary", action="store_true", help="print the tables of an earlier run's JSON and exit")
     args = ap.parse_args(argv)
     if args.summary:
@@ -549,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, object_store_memory=3 * 1024**3)
+                 configure_logging=False, object_store_memory=int(args.object_store_gb * 1024**3))
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False

@@ -174,6 +174,19 @@ def dedup(
     output: Path = OUTPUT,
     exact: bool = typer.Option(False, "--exact", help="Exact dedup on a hash of normalised text."),
     minhash: bool = typer.Option(False, "--minhash", help="Near-dedup with MinHash LSH."),
+    threshold: Optional[float] = typer.Option(None, help="--minhash: Jaccard similarity at which "
+                                              "documents are near-duplicates (default 0.8)."),
+    num_perm: Optional[int] = typer.Option(None, help="--minhash: permutations per signature (default 128)."),
+    ngram: Optional[int] = typer.Option(None, help="--minhash: words per shingle (default 5)."),
+    bands: Optional[int] = typer.Option(None, help="--minhash: LSH bands (with --rows; default: "
+                                        "chosen from the threshold as datasketch does)."),
+    rows: Optional[int] = typer.Option(None, help="--minhash: rows per LSH band (with --bands)."),
+    verify: Optional[str] = typer.Option(None, help="--minhash: check candidate pairs by 'exact' "
+                                         "shingle-set Jaccard (default), 'signature' estimate, or 'none'."),
+    survivor: Optional[str] = typer.Option(None, help="--minhash: who survives a cluster: longest "
+                                           "(default), shortest, smallest_id, max:COLUMN, min:COLUMN."),
+    side_output: bool = typer.Option(False, "--side-output", help="--minhash: also write the removed "
+                                     "documents, with their cluster_id, to OUT/minhash_dedup/_dropped."),
     address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
     workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
     sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
@@ -181,11 +194,16 @@ def dedup(
     """Remove exact (--exact) and/or near (--minhash) duplicates; one survivor per cluster."""
     if not (exact or minhash):
         _fail("choose --exact and/or --minhash")
+    mh_flags = {"threshold": threshold, "num_perm": num_perm, "ngram": ngram, "bands": bands, "rows": rows,
+                "verify": verify, "survivor": survivor, "side_output": side_output or None}
+    mh_params = {k: v for k, v in mh_flags.items() if v is not None}
+    if mh_params and not minhash:
+        _fail(f"--{next(iter(mh_params)).replace('_', '-')} is a --minhash option")
     stages: list[dict[str, Any]] = []
     if exact:
         stages.append({"exact_dedup": {}})
     if minhash:
-        stages.append({"minhash_dedup": {}})
+        stages.append({"minhash_dedup": mh_params})
     cfg = _adhoc("dedup", inputs, output, stages, seed, num_cpus, sets)
     _run(cfg, address, resume, force, workers, progress, "curate dedup")
 

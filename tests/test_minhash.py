@@ -428,3 +428,32 @@ def test_yaml_stage_through_the_runner_equals_independent_computation(ray_sessio
     run_pipeline(cfg, RunOptions(progress=False))  # committed: nothing redone, nothing duplicated
     assert sorted(p.name for p in stage_dir.glob("*.parquet")) == before
     assert pads.dataset(str(stage_dir), format="parquet").count_rows() == kept.num_rows
+
+
+def test_dedup_command_flags_equal_the_yaml_stage(ray_session, corpus, tmp_path):
+    """`curate dedup --minhash --threshold 0.9 --side-output` builds the same stage as the YAML
+    and gives the independent computation's clusters at that threshold."""
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    docs, _, _ = corpus
+    (tmp_path / "in").mkdir()
+    pq.write_table(docs, tmp_path / "in" / "part-0.parquet")
+    expected, _, _ = independent_dedup(docs, MinHashDedupParams(threshold=0.9))
+    res = CliRunner().invoke(app, ["dedup", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--minhash",
+                                   "--threshold", "0.9", "--side-output", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    stage_dir = tmp_path / "out" / "minhash_dedup"
+    kept = pads.dataset(str(stage_dir), format="parquet").to_table()
+    dropped = pads.dataset(str(stage_dir / "_dropped"), format="parquet").to_table()
+    got = dict(zip(kept.column("id").to_pylist(), kept.column("cluster_id").to_pylist()))
+    got.update(zip(dropped.column("id").to_pylist(), dropped.column("cluster_id").to_pylist()))
+    assert got == expected
+    assert expected != independent_dedup(docs, MinHashDedupParams(threshold=0.8))[0]  # the flag mattered
+
+    bad = CliRunner().invoke(app, ["dedup", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--exact",
+                                   "--threshold", "0.9"])
+    assert bad.exit_code == 2 and "--minhash option" in bad.output
