@@ -65,12 +65,14 @@ from processors.shingles import shingles_py
 
 PRESETS = {
     # the processor's defaults: exact verification, LSH layout from datasketch's optimisation
-    # with weights (0.1, 0.9) -- 14 x 9 at 0.8
+    # with weights (0.05, 0.95) -- 16 x 8 at 0.8
     "default": {},
     # b-bit signature verification and datasketch's default weights (0.5, 0.5) -- 9 x 13 at 0.8
     "signature": {"verify": "signature"},
     # no verification, datasketch's layout: what datatrove does
     "none": {"verify": "none"},
+    # exact verification with the weights of the previous default (0.1, 0.9) -- 14 x 9 at 0.8
+    "w0.1": {"false_positive_weight": 0.1, "false_negative_weight": 0.9},
 }
 # datatrove's MinHash steps import `regex` and `tokenizers` (datatrove.pipeline.dedup) without
 # declaring them in its base install, and hashes `str` shingles, which xxhash 4 refuses; its own

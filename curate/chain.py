@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from curate.config import StageSpec
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
-from curate.stats import StageStats, text_bytes
+from curate.stats import StageStats, source_counts, text_bytes
 from processors.base import BatchResult, Grouper, Processor, Source
 
 READ_BATCH_ROWS = 2_000
@@ -223,13 +223,11 @@ def _count_group_sources(st: StageStats, before: pa.Table, after: pa.Table, drop
     """Per-source in/out of a whole-partition step; drops go to its reason when it has one."""
     if "source" not in before.column_names:
         return
-    vin = dict(zip(*[x.to_pylist() for x in pc.value_counts(before["source"]).flatten()]))
-    vout = (dict(zip(*[x.to_pylist() for x in pc.value_counts(after["source"]).flatten()]))
-            if after.num_rows else {})
+    vin, vout = source_counts(before), source_counts(after)
     reason = next(iter(drops)) if len(drops) == 1 else "dropped"
     for src, n in vin.items():
         out = vout.get(src, 0)
-        st.count_source(src or "", n, out, {reason: n - out} if n > out else {})
+        st.count_source(src, n, out, {reason: n - out} if n > out else {})
 
 
 def load_task_records(out_dir: Path) -> list[dict[str, Any]]:

@@ -4,6 +4,10 @@
 Ray Dataset; here they are written as parts (one per block, named after its content so a retry
 overwrites rather than duplicates), with any row-wise stages fused after the dedup applied on the
 way, and the removed documents go to `_dropped/` when the stage asks for a side output.
+
+Per-source stats: the documents in per source are counted by one pass over the inputs' `source`
+column; the kept ones per source (and their text bytes) come with each written block's task
+record, so a retried block is counted once. Dropped per source = in - kept.
 """
 from __future__ import annotations
 
@@ -11,11 +15,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from collections import Counter
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.chain import Chain, part_name, task_id
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
-from curate.stats import StageStats
+from curate.stats import StageStats, source_counts, text_bytes
 
 DROPPED_DIR = "_dropped"  # underscore: `pyarrow.dataset(stage_folder)` skips it
 
@@ -35,7 +42,9 @@ def _write_block(block: pa.Table, body: list, out_dir: str, prefix: str) -> pa.T
         part = part_name(tid)
     record = {"task": tid, "input": f"{prefix} block of {len(ids)} rows",
               "part": part if prefix == "kept" else None, "rows": table.num_rows if prefix == "kept" else 0,
-              "stats": {n: s.to_dict() for n, s in stats.items()}}
+              "stats": {n: s.to_dict() for n, s in stats.items()},
+              # what the dedup itself kept in this block, before any fused stage after it
+              "dedup_out": {"by_source": source_counts(block), "bytes": text_bytes(block)}}
     write_json_atomic(Path(out_dir) / TASKS_DIR / f"{tid}.json", record)
     return pa.table({"record": [json.dumps(record)]})
 
@@ -52,6 +61,7 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     head = seg.head
     proc = head.build()
     ds = read_parquet_parts(parts)  # one file per read task: worker memory independent of the input size
+    sources_in = _sources_in(parts)
     kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers))
     dropped = info.pop("dropped", None)
     rows_in = int(info.get("counters", {}).get("docs", 0))
@@ -70,7 +80,33 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     st = StageStats(stage=head.name, kind=head.kind, docs_in=rows_in, docs_out=kept_rows, tasks=1)
     st.drops.update(info.get("drops", {}))
     st.counters.update(info.get("counters", {}))
+    st.bytes_out = sum(r["dedup_out"]["bytes"] for r in records)
+    if sources_in is not None:
+        kept_by: Counter = Counter()
+        for r in records:
+            kept_by.update(r["dedup_out"]["by_source"])
+        reason = next(iter(info.get("drops") or {}), "dropped")
+        for src, n in sorted(sources_in.items()):
+            st.count_source(src, n, kept_by[src], {reason: n - kept_by[src]} if n > kept_by[src] else {},
+                            applied=True)  # near-dedup runs across every source
     head_record = {"task": task_id(f"cluster:{head.name}"), "input": "cluster dedup", "part": None,
                    "rows": 0, "stats": {head.name: st.to_dict()}}
     write_json_atomic(Path(out_dir) / TASKS_DIR / f"{head_record['task']}.json", head_record)
     return records + [head_record]
+
+
+def _count_block(batch: pa.Table) -> pa.Table:
+    counts = source_counts(batch)
+    return pa.table({"source": list(counts), "n": pa.array(list(counts.values()), pa.int64())})
+
+
+def _sources_in(parts: list[str]) -> Counter | None:
+    """Documents per source in the input parts: one pass over their `source` column only."""
+    from curate.ray_io import read_parquet_parts
+
+    if "source" not in pq.read_schema(parts[0]).names:
+        return None
+    counts: Counter = Counter()
+    for row in read_parquet_parts(parts, columns=["source"]).map_batches(_count_block, batch_format="pyarrow").iter_rows():
+        counts[row["source"]] += row["n"]
+    return counts

@@ -27,7 +27,7 @@ from curate.io import (
 from curate.plan_graph import Segment, build_segments
 from curate.stats import StageStats, merge
 from processors.base import ProcessorError, Source
-from processors.uris import expand_all
+from processors.uris import DATASET_IGNORE, expand_all
 
 log = logging.getLogger("curate")
 RUNNING_MARKER = "_RUNNING"
@@ -348,7 +348,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
             raise ConfigError(f"{source}: stage {spec.name!r} has no input files ({patterns})")
         tasks.extend((spec.name, u) for u in found)
     if not readers:
-        tasks = [(None, u) for u in expand_all(cfg.inputs, suffixes=(".parquet",))]
+        tasks = [(None, u) for u in expand_all(cfg.inputs, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE)]
     if not tasks:
         raise ConfigError(f"{source}: no input files (inputs: {cfg.inputs})")
 

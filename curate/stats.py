@@ -22,6 +22,14 @@ def text_bytes(table: pa.Table) -> int:
     return int(pc.sum(lengths).as_py() or 0)
 
 
+def source_counts(table: pa.Table) -> dict[str, int]:
+    """Documents per value of the `source` column ({} without one; a null source counts as "")."""
+    if "source" not in table.column_names or table.num_rows == 0:
+        return {}
+    return {("" if d["values"] is None else str(d["values"])): int(d["counts"])
+            for d in pc.value_counts(table.column("source")).to_pylist()}
+
+
 @dataclass
 class StageStats:
     stage: str
@@ -110,6 +118,9 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
         if not reasons and s.counters:  # steps without drops (pools, plan, shard): their figures
             shown = [(k, v) for k, v in s.counters.items() if k != "skipped_resumed"][:3]
             reasons = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in shown)
+        named = [(k, s.counters[k]) for k in _summary_counters(s.kind) if k in s.counters]
+        if named:
+            reasons = (reasons + "; " if reasons else "") + ", ".join(f"{k}={v:,}" for k, v in named)
         notes = s.counters.get("skipped_resumed")
         if notes:
             reasons = (reasons + "; " if reasons else "") + "resumed from commit"
@@ -117,6 +128,13 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
                       f"{sum(s.drops.values()):,}", f"{s.bytes_out / 1e6:,.2f}",
                       f"{s.wall_s:,.1f}", reasons or "-")
     return table
+
+
+def _summary_counters(kind: str) -> tuple[str, ...]:
+    from curate.registry import registry
+
+    cls = registry().get(kind)
+    return tuple(getattr(cls, "summary_counters", ()))
 
 
 def source_table(stats: list[StageStats]):

@@ -55,6 +55,8 @@ class Processor:
     # Whether the engine writes this stage's output (Parquet + commit marker) unless the YAML says
     # otherwise. Expensive or whole-dataset steps checkpoint; cheap row-wise filters fuse forward.
     checkpoint_default: ClassVar[bool] = False
+    # Counters shown beside the drop reasons in the run summary (all of them are in _stats.json).
+    summary_counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params if params is not None else self.Params()

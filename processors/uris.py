@@ -15,12 +15,18 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-def expand_glob(pattern: str, suffixes: tuple[str, ...] = ()) -> list[str]:
+DATASET_IGNORE = (".", "_")  # what pyarrow.dataset skips in a folder: markers, stats, side outputs
+
+
+def expand_glob(pattern: str, suffixes: tuple[str, ...] = (), ignore_prefixes: tuple[str, ...] = (".",)) -> list[str]:
     """Expand one pattern to a sorted list of files.
 
     A directory expands to the files inside it whose names end with one of `suffixes` (all files
-    when none are given). A local pattern that matches nothing is an error naming the pattern: a
-    typo must not turn into an empty run.
+    when none are given), leaving out every file or sub-folder whose name starts with one of
+    `ignore_prefixes`. Pass `DATASET_IGNORE` when the folder is a dataset (a stage's output):
+    its `_dropped/`, `_tasks/` and `_stats.json` are not data. A source-code folder keeps the
+    default, so `__init__.py` is read. A local pattern that matches nothing is an error naming
+    the pattern: a typo must not turn into an empty run.
     """
     if is_remote(pattern):
         fs, _, paths = fsspec.get_fs_token_paths(pattern)
@@ -44,7 +50,7 @@ def expand_glob(pattern: str, suffixes: tuple[str, ...] = ()) -> list[str]:
     for m in matches:
         if os.path.isdir(m):
             inner = sorted(str(p) for p in Path(m).rglob("*") if p.is_file()
-                           and not p.name.startswith(".")
+                           and not any(part.startswith(ignore_prefixes) for part in p.relative_to(m).parts)
                            and (not suffixes or p.name.endswith(suffixes)))
             files.extend(inner)
         else:
@@ -52,11 +58,11 @@ def expand_glob(pattern: str, suffixes: tuple[str, ...] = ()) -> list[str]:
     return [os.path.abspath(f) for f in files]
 
 
-def expand_all(patterns: list[str], suffixes: tuple[str, ...] = ()) -> list[str]:
-    """Expand every pattern, keep first-seen order, drop repeats."""
+def expand_all(patterns: list[str], suffixes: tuple[str, ...] = (), ignore_prefixes: tuple[str, ...] = (".",)) -> list[str]:
+    """Expand every pattern (see `expand_glob`), keep first-seen order, drop repeats."""
     seen: dict[str, None] = {}
     for p in patterns:
-        for f in expand_glob(p, suffixes):
+        for f in expand_glob(p, suffixes, ignore_prefixes):
             seen.setdefault(f, None)
     return list(seen)
 

@@ -189,7 +189,8 @@ def test_processor_layout_from_params():
     # datasketch's layout with its default weights; recall-weighted when verification is exact
     sig = MinHashDedup(MinHashDedupParams(verify="signature"))
     assert (sig.bands, sig.rows) == (9, 13) and sig.lsh_weights == (0.5, 0.5)
-    assert (MinHashDedup().bands, MinHashDedup().rows) == (14, 9) == optimal_bands_rows(0.8, 128, 0.1, 0.9)
+    assert (MinHashDedup().bands, MinHashDedup().rows) == (16, 8) == optimal_bands_rows(0.8, 128, 0.05, 0.95)
+    assert MinHashDedup().lsh_weights == (0.05, 0.95)
     p = MinHashDedup(MinHashDedupParams(verify="exact", false_positive_weight=0.5, false_negative_weight=0.5))
     assert (p.bands, p.rows) == (9, 13)
     p = MinHashDedup(MinHashDedupParams(bands=16, rows=8))
@@ -402,6 +403,9 @@ def test_yaml_stage_through_the_runner_equals_independent_computation(ray_sessio
     from curate.runner import RunOptions, run_pipeline
 
     docs, _, _ = corpus
+    # two sources, so that the per-source stats have something to split
+    src = ["web" if i % 3 else "books" for i in range(docs.num_rows)]
+    docs = docs.set_column(docs.column_names.index("source"), "source", pa.array(src))
     params = MinHashDedupParams(side_output=True)
     expected, _, _ = independent_dedup(docs, params)
     paths = []
@@ -424,10 +428,21 @@ def test_yaml_stage_through_the_runner_equals_independent_computation(ray_sessio
     st = stats if "docs_in" in stats else next(iter(stats.values()))
     assert st["docs_in"] == docs.num_rows and st["docs_out"] == kept.num_rows
     assert st["drops"] == {"near_duplicate": dropped.num_rows} and dropped.num_rows > 50
+    assert st["counters"]["candidate_pairs"] > st["counters"]["edges"] > 0 and st["counters"]["rounds"] >= 1
+    assert st["bytes_out"] == sum(len(t.encode()) for t in kept.column("text").to_pylist())
+    for name in ("web", "books"):
+        n_in = src.count(name)
+        n_out = sum(1 for i, s_ in zip(docs.column("id").to_pylist(), src) if s_ == name and expected[i] == i)
+        assert st["by_source"][name] == {"applied": True, "docs_in": n_in, "docs_out": n_out,
+                                         "drops": {"near_duplicate": n_in - n_out}}
     before = sorted(p.name for p in stage_dir.glob("*.parquet"))
     run_pipeline(cfg, RunOptions(progress=False))  # committed: nothing redone, nothing duplicated
     assert sorted(p.name for p in stage_dir.glob("*.parquet")) == before
     assert pads.dataset(str(stage_dir), format="parquet").count_rows() == kept.num_rows
+    # a later pipeline given this folder reads the kept documents, not the `_dropped/` side output
+    nxt = pipeline_from_dict({"inputs": [str(stage_dir)], "output": str(tmp_path / "next"),
+                              "stages": [{"exact_dedup": {}}]})
+    assert run_pipeline(nxt, RunOptions(progress=False)).stats[0].docs_in == kept.num_rows
 
 
 def test_dedup_command_flags_equal_the_yaml_stage(ray_session, corpus, tmp_path):

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from processors.uris import expand_all
+from processors.uris import DATASET_IGNORE, expand_all
 
 
 class ClassifyError(RuntimeError):
@@ -42,9 +42,9 @@ class Doc:
         return sum(len(p.split()) for p in self.paragraphs)
 
 
-def expand(patterns: Sequence[str], suffixes: tuple[str, ...] = ()) -> list[str]:
+def expand(patterns: Sequence[str], suffixes: tuple[str, ...] = (), ignore_prefixes: tuple[str, ...] = (".",)) -> list[str]:
     try:
-        return expand_all(list(patterns), suffixes=suffixes)
+        return expand_all(list(patterns), suffixes=suffixes, ignore_prefixes=ignore_prefixes)
     except FileNotFoundError as e:
         raise ClassifyError(str(e)) from e
 
@@ -142,7 +142,7 @@ def read_web(patterns: Sequence[str], sources: Sequence[str] | None = None) -> l
     """
     docs: list[Doc] = []
     keep = set(sources) if sources else None
-    for path in expand(patterns, suffixes=(".parquet",)):
+    for path in expand(patterns, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE):
         for i, rec in enumerate(iter_parquet_rows(path, ["id", "url", "domain", "text", "source"])):
             if keep is not None and rec.get("source") not in keep:
                 continue

@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate.classify.data import ClassifyError
+from processors.uris import DATASET_IGNORE
 
 HIST_BINS = 100_000
 READ_ROWS = 4096
@@ -268,7 +269,7 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
     from curate.planner.pools import Pool, PoolsFile, save_pools
 
     t0 = time.perf_counter()
-    parts = expand(cfg.inputs, suffixes=(".parquet",))
+    parts = expand(cfg.inputs, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE)
     if not parts:
         raise ClassifyError(f"no Parquet files in {cfg.inputs}")
     out = Path(cfg.output)
