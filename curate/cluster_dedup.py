@@ -41,6 +41,7 @@ cluster, and counted as `uid_collisions`.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ def run_cluster_dedup(
     num_partitions: int,
     broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
     max_rounds: int = 100,
+    on_phase: Callable[[str], None] | None = None,
 ) -> tuple[ray.data.Dataset, dict[str, Any]]:
     """Remove near-duplicates: returns (surviving documents with `cluster_id`, stats).
 
@@ -95,7 +97,8 @@ def run_cluster_dedup(
     for a side output, else None -- pop it before writing the stats as JSON.
     """
     res = cluster_dedup(
-        ds, processor, num_partitions=num_partitions, broadcast_rows=broadcast_rows, max_rounds=max_rounds
+        ds, processor, num_partitions=num_partitions, broadcast_rows=broadcast_rows, max_rounds=max_rounds,
+        on_phase=on_phase,
     )
     stats = dict(res.stats)
     stats["dropped"] = res.dropped
@@ -112,7 +115,9 @@ def cluster_dedup(
     keep_dropped: bool | None = None,
     shuffle_batch_bytes: int | None = SHUFFLE_BATCH_BYTES,
     broadcast_bytes: int = DEFAULT_BROADCAST_BYTES,
+    on_phase: Callable[[str], None] | None = None,
 ) -> ClusterDedupResult:
+    """`on_phase(message)` is told when each phase ends (a long dedup shows where it is)."""
     if not isinstance(processor, ClusterDedup):
         raise TypeError(f"{type(processor).__name__} is not a ClusterDedup processor")
     P = max(1, int(num_partitions))
@@ -127,12 +132,20 @@ def cluster_dedup(
     processor.setup()  # driver-side: fail early, and ship computed state (e.g. LSH layout) to workers
     run = RunStats()
     sink = run.handle
+    t0 = time.monotonic()
+
+    def phase(msg: str) -> None:
+        if on_phase is not None:
+            on_phase(f"{msg} ({time.monotonic() - t0:,.1f} s)")
+
     try:
         # 1. annotate
         docs = ds.map_batches(
             _annotate, batch_size=DOC_BATCH, fn_kwargs={"processor": processor, "sink": sink}, **_KW
         ).materialize()
-        schema = docs.schema().base_schema if docs.count() else None
+        n_docs = docs.count()
+        phase(f"signatures of {n_docs:,} documents")
+        schema = docs.schema().base_schema if n_docs else None
         if schema is None:
             return _empty_result(docs, processor, Counter(run.get()))
         surv_keys = list(processor.survivor_keys()) + [(ID, "ascending")]
@@ -157,8 +170,10 @@ def cluster_dedup(
 
         # 3. clusters
         labels, cc = connected_components(
-            links, num_partitions=P, src="src", dst="dst", max_rounds=max_rounds, materialize=False
+            links, num_partitions=P, src="src", dst="dst", max_rounds=max_rounds, materialize=False,
+            on_round=lambda r, changed: phase(f"components round {r}: {changed:,} edges changed"),
         )
+        phase(f"{cc['edges']:,} edges between {cc['nodes']:,} documents, {cc['rounds']} rounds")
 
         # 4. survivors
         rank_cols = [UID] + [c for c, _ in surv_keys]
@@ -186,6 +201,7 @@ def cluster_dedup(
             .map_batches(_elect, batch_size=None, fn_kwargs={"keys": surv_keys, "sink": sink}, **_KW)
             .materialize()
         )
+        phase("survivors elected")
         del labels, members
 
         # 5. assign

@@ -12,10 +12,10 @@ record, so a retried block is counted once. Dropped per source = in - kept.
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
-
-from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,7 +62,11 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     proc = head.build()
     ds = read_parquet_parts(parts)  # one file per read task: worker memory independent of the input size
     sources_in = _sources_in(parts)
-    kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers))
+    def on_phase(msg: str) -> None:
+        if opts.progress:
+            print(f"[{head.name}] {msg}", file=sys.stderr, flush=True)
+
+    kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers), on_phase=on_phase)
     dropped = info.pop("dropped", None)
     rows_in = int(info.get("counters", {}).get("docs", 0))
     records = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,7 @@ def connected_components(
     dst: str = "dst",
     max_rounds: int = 100,
     materialize: bool = True,
+    on_round: Callable[[int, int], None] | None = None,
 ) -> tuple[ray.data.Dataset, dict[str, int]]:
     """Label every node that appears in `edges` with its component: the smallest node id in it.
 
@@ -192,6 +194,7 @@ def connected_components(
     fine). Returns a Dataset of (node, component), one row per node, and stats: rounds, edges
     (distinct undirected, self-loops excluded), nodes, and -- when `materialize` -- components.
     With `materialize=False` the labels come back lazy, to be fused with what consumes them.
+    `on_round(round, changed)` is called after each round.
     """
     stats = RunStats()
     try:
@@ -215,7 +218,10 @@ def connected_components(
                 .map_batches(_small_star, batch_size=None, fn_kwargs={"sink": stats.handle, "round_no": rounds}, **kw)
             )
             current = step.materialize()
-            if stats.get().get(f"changed_{rounds}", 0) == 0:
+            changed = stats.get().get(f"changed_{rounds}", 0)
+            if on_round is not None:
+                on_round(rounds, changed)
+            if changed == 0:
                 break
         labels = current.repartition(P, keys=[K]).map_batches(
             _label, batch_size=None, fn_kwargs={"sink": stats.handle if materialize else None}, **kw

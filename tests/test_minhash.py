@@ -360,7 +360,8 @@ def _run(ray_session, docs, params, **kw):
 def test_pipeline_equals_independent_computation(ray_session, corpus, params, broadcast_rows):
     docs, truth, _ = corpus
     expected, incidences, n_clusters = independent_dedup(docs, params)
-    kept, dropped, stats = _run(ray_session, docs, params, broadcast_rows=broadcast_rows)
+    phases: list[str] = []
+    kept, dropped, stats = _run(ray_session, docs, params, broadcast_rows=broadcast_rows, on_phase=phases.append)
 
     assert kept.num_rows + dropped.num_rows == docs.num_rows
     assert set(kept.column_names) == set(docs.column_names) | {"cluster_id"}  # internals removed
@@ -377,6 +378,10 @@ def test_pipeline_equals_independent_computation(ray_session, corpus, params, br
     assert c["clusters"] == n_clusters
     assert c["docs"] == docs.num_rows and c["kept"] == len(survivors)
     assert c["rounds"] >= 1 and c["edges"] >= n_clusters
+    # progress: one line per phase, one per round of the components algorithm
+    assert phases[0].startswith(f"signatures of {docs.num_rows:,} documents")
+    assert sum(p.startswith("components round") for p in phases) == c["rounds"]
+    assert phases[-1].startswith("survivors elected")
     if params.verify != "none":
         assert c["pairs_verified"] >= c["pairs_rejected"] > 0
     if params.verify == "exact":
