@@ -481,7 +481,7 @@ def print_summary(results: dict) -> None:
         if ours:
             rows.append(["curate", "", ours["wall_s"], "1.00x", ours["quality"]["precision"], ours["quality"]["recall"]])
         for tok, r in dt.items():
-            rows.append([f"datatrove 0.10.1", tok, r["wall_s"], f"{r.get('ours_speedup', '-')}x" if ours else "-",
+            rows.append(["datatrove 0.10.1", tok, r["wall_s"], f"{r.get('ours_speedup', '-')}x" if ours else "-",
                          r["quality"]["precision"], r["quality"]["recall"]])
         print_table(["system", "word tokenizer", "wall s", "curate speed-up", "P", "R"], rows)
     mem = results.get("memory")

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import ray
 
 from curate.components import RunStats, connected_components, report
+from curate.stats import source_counts
 from processors.base import ClusterDedup, ProcessorError
 
 UID = "_cd_uid"
@@ -61,6 +62,7 @@ COMPONENT = "_cd_component"
 BUCKET = "_cd_bucket"
 PAYLOAD = "_cd_payload"
 ID = "id"
+SOURCE_COUNT = "_source:"  # counter-name prefix of the documents in per `source`
 DEFAULT_BROADCAST_ROWS = 1_000_000
 DEFAULT_BROADCAST_BYTES = 256 * 2**20  # exact-verification payloads broadcast below this size
 SHUFFLE_BATCH_BYTES = 32 * 2**20  # input of one shuffle-map task (Ray's default: 1 GiB)
@@ -236,12 +238,13 @@ def cluster_dedup(
         )
 
         counters = Counter(run.get())
+        sources_in = {k[len(SOURCE_COUNT):]: counters.pop(k) for k in list(counters) if k.startswith(SOURCE_COUNT)}
         counters.update({"edges": cc["edges"], "rounds": cc["rounds"], "clustered_docs": cc["nodes"]})
         n_dropped = int(counters.pop("dropped", 0))
         counters["clusters"] = int(counters.get("clusters", 0))
         counters["kept"] = int(counters.get("docs", 0)) - n_dropped
         counters.setdefault("candidate_pairs", 0)
-        stats = {"drops": {processor.drop_reason: n_dropped}, "counters": dict(counters)}
+        stats = {"drops": {processor.drop_reason: n_dropped}, "counters": dict(counters), "sources_in": sources_in}
         return ClusterDedupResult(kept, dropped, stats)
     finally:
         run.close()
@@ -273,7 +276,9 @@ def _annotate(batch: pa.Table, processor: ClusterDedup, sink: Any) -> pa.Table:
     if UID in table.column_names:
         table = table.drop_columns([UID])
     table = table.append_column(UID, pa.array(node_ids(batch.column(ID)), pa.int64()))
-    report(sink, {"docs": table.num_rows, **res.counters})
+    # documents per source ride with the `docs` count: the per-source stats need no second pass
+    per_source = {SOURCE_COUNT + src: n for src, n in source_counts(batch).items()}
+    report(sink, {"docs": table.num_rows, **res.counters, **per_source})
     return table
 
 

@@ -5,9 +5,9 @@ Ray Dataset; here they are written as parts (one per block, named after its cont
 overwrites rather than duplicates), with any row-wise stages fused after the dedup applied on the
 way, and the removed documents go to `_dropped/` when the stage asks for a side output.
 
-Per-source stats: the documents in per source are counted by one pass over the inputs' `source`
-column; the kept ones per source (and their text bytes) come with each written block's task
-record, so a retried block is counted once. Dropped per source = in - kept.
+Per-source stats: the documents in per source are counted where the dedup reads them (its
+`sources_in`); the kept ones per source (and their text bytes) come with each written block's
+task record, so a retried block is counted once. Dropped per source = in - kept.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curate.chain import Chain, part_name, task_id
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
@@ -44,7 +43,7 @@ def _write_block(block: pa.Table, body: list, out_dir: str, prefix: str) -> pa.T
               "part": part if prefix == "kept" else None, "rows": table.num_rows if prefix == "kept" else 0,
               "stats": {n: s.to_dict() for n, s in stats.items()},
               # what the dedup itself kept in this block, before any fused stage after it
-              "dedup_out": {"by_source": source_counts(block), "bytes": text_bytes(block)}}
+              "dedup_out": {"by_source": source_counts(block), "bytes": text_bytes(block)} if prefix == "kept" else None}
     write_json_atomic(Path(out_dir) / TASKS_DIR / f"{tid}.json", record)
     return pa.table({"record": [json.dumps(record)]})
 
@@ -61,7 +60,7 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     head = seg.head
     proc = head.build()
     ds = read_parquet_parts(parts)  # one file per read task: worker memory independent of the input size
-    sources_in = _sources_in(parts)
+
     def on_phase(msg: str) -> None:
         if opts.progress:
             print(f"[{head.name}] {msg}", file=sys.stderr, flush=True)
@@ -85,7 +84,8 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     st.drops.update(info.get("drops", {}))
     st.counters.update(info.get("counters", {}))
     st.bytes_out = sum(r["dedup_out"]["bytes"] for r in records)
-    if sources_in is not None:
+    sources_in = info.get("sources_in") or {}
+    if sources_in:
         kept_by: Counter = Counter()
         for r in records:
             kept_by.update(r["dedup_out"]["by_source"])
@@ -98,19 +98,3 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     write_json_atomic(Path(out_dir) / TASKS_DIR / f"{head_record['task']}.json", head_record)
     return records + [head_record]
 
-
-def _count_block(batch: pa.Table) -> pa.Table:
-    counts = source_counts(batch)
-    return pa.table({"source": list(counts), "n": pa.array(list(counts.values()), pa.int64())})
-
-
-def _sources_in(parts: list[str]) -> Counter | None:
-    """Documents per source in the input parts: one pass over their `source` column only."""
-    from curate.ray_io import read_parquet_parts
-
-    if "source" not in pq.read_schema(parts[0]).names:
-        return None
-    counts: Counter = Counter()
-    for row in read_parquet_parts(parts, columns=["source"]).map_batches(_count_block, batch_format="pyarrow").iter_rows():
-        counts[row["source"]] += row["n"]
-    return counts
