@@ -12,11 +12,14 @@ import yaml
 from rich.console import Console
 
 from curate.config import ConfigError, PipelineConfig, load_pipeline, pipeline_from_dict
-from processors.base import ProcessorError
+from curate.errors import (
+    EXIT_USER_ERROR, CurateGroup, UserError, debug_enabled, enable_debug, report, user_message,
+)
 
 app = typer.Typer(
     help="curate: Common Crawl → clean, deduplicated, mixed, tokenized pretraining data.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    cls=CurateGroup,  # one error path for every command: curate/errors.py
 )
 console = Console(stderr=True)
 
@@ -36,8 +39,14 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress 
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code=2)
+    raise UserError(msg)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every error "
+                                     "(also: CURATE_DEBUG=1).")) -> None:
+    """curate: Common Crawl → clean, deduplicated, mixed, tokenized pretraining data."""
+    enable_debug(debug)
 
 
 def _apply_sets(stages: list[dict[str, Any]], sets: list[str] | None) -> None:
@@ -57,14 +66,11 @@ def _apply_sets(stages: list[dict[str, Any]], sets: list[str] | None) -> None:
 
 def _run(cfg: PipelineConfig, address: str | None, resume: bool, force: bool, workers: int | None,
          progress: bool, source: str) -> None:
-    from curate.runner import RunOptions, StageFailed, run_pipeline
+    from curate.runner import RunOptions, run_pipeline
     from curate.stats import source_table, summary_table
 
     opts = RunOptions(resume=resume, force=force, address=address, workers=workers, progress=progress)
-    try:
-        result = run_pipeline(cfg, opts, source)
-    except (ConfigError, ProcessorError, FileNotFoundError, StageFailed) as e:
-        _fail(str(e))
+    result = run_pipeline(cfg, opts, source)  # user errors (also StageFailed): curate/errors.py
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(summary_table(result.stats, title=f"{cfg.name}: {result.wall_s:.1f} s"))
     if len({src for s in result.stats for src in s.by_source}) > 1:
@@ -260,9 +266,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except ConfigError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
-        sys.exit(2)
+    except Exception as e:  # noqa: BLE001 - raised outside a command (CurateGroup handles those)
+        msg = user_message(e)
+        if msg is None or debug_enabled():
+            raise
+        report(msg)
+        sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":
