@@ -221,6 +221,8 @@ def check(output: Path = typer.Argument(..., help="A run's output directory.")) 
     from curate.check import check_output
 
     report = check_output(output)
+    if not report.stages and report.problems:  # no such folder, or not a run's output
+        _fail(report.problems[0])
     for s in report.stages:
         typer.echo(f"  {s['stage']}: " + ("committed" if s["committed"] else "NOT committed")
                    + (f", {s['rows']:,} docs in {s['parts']} parts" if "rows" in s else ""))

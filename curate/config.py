@@ -251,7 +251,9 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     try:
         data = _expand_in(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        from curate.errors import yaml_problem
+
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(e)})") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     return pipeline_from_dict(data, str(path))

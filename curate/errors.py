@@ -118,7 +118,15 @@ def _os_message(e: OSError) -> str:
     return f"{name}: {e.strerror or e}"
 
 
-def _pydantic_message(e: Any) -> str:
+def yaml_problem(e: Exception) -> str:
+    """What a YAML parser error says, in one line: `could not find expected ':': line 30 column 8`."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or one_line(str(e))
+    return f"{problem}: line {mark.line + 1} column {mark.column + 1}" if mark is not None else problem
+
+
+def validation_message(e: Any) -> str:
+    """A pydantic ValidationError as one line: `Model: field: problem; field: problem`."""
     parts = []
     for err in e.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()))
@@ -134,14 +142,12 @@ def _direct_message(exc: BaseException) -> str | None:
     if names & _ENVIRONMENT_TYPES:
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, json.JSONDecodeError):
-        what = "empty file" if not exc.doc.strip() else f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        what = "empty file" if not exc.doc.strip() else f"{exc.msg}: line {exc.lineno} column {exc.colno}"
         return f"{_where(exc)}not valid JSON ({what})"
     if "yaml.error.YAMLError" in names:
         mark = getattr(exc, "problem_mark", None)
         path = mark.name if mark is not None and not str(mark.name).startswith("<") else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        return f"{_where(exc, path)}not valid YAML ({problem}{at})"
+        return f"{_where(exc, path)}not valid YAML ({yaml_problem(exc)})"
     if "pyarrow.lib.ArrowException" in names:
         msg = str(exc)
         if _ARROW_FILE_PROBLEM.search(msg):
@@ -158,7 +164,7 @@ def _direct_message(exc: BaseException) -> str | None:
         where = _where(exc)
         return f"{where}not valid CSV ({one_line(str(exc))})" if where else None
     if "pydantic_core._pydantic_core.ValidationError" in names:
-        return _pydantic_message(exc)
+        return validation_message(exc)
     if isinstance(exc, MemoryError):
         return "out of memory (MemoryError)"
     return None
@@ -205,31 +211,3 @@ class CurateGroup(typer.core.TyperGroup):
             report(msg)
             raise typer.Exit(EXIT_USER_ERROR) from None
 
-
-def read_json(path: str | Path, what: str = "") -> Any:
-    """json.load of a file; a missing, unreadable or malformed file is a UserError naming it."""
-    label = f"{what} {path}" if what else str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"{label}: {_os_message(e).split(': ', 1)[-1]}") from e
-    except UnicodeDecodeError as e:
-        raise UserError(f"{label}: not UTF-8 text (byte {e.start})") from e
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        detail = "empty file" if not text.strip() else f"{e.msg} at line {e.lineno} column {e.colno}"
-        raise UserError(f"{label}: not valid JSON ({detail})") from e
-
-
-def read_json_object(path: str | Path, what: str = "", required: tuple[str, ...] = ()) -> dict:
-    """read_json that must give an object holding the `required` keys (schema errors name the file)."""
-    data = read_json(path, what)
-    label = f"{what} {path}" if what else str(path)
-    if not isinstance(data, dict):
-        raise UserError(f"{label}: expected a JSON object, found {type(data).__name__}")
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise UserError(f"{label}: missing key(s) {', '.join(map(repr, missing))} "
-                        f"(found: {', '.join(map(repr, data)) or 'none'})")
-    return data

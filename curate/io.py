@@ -61,6 +61,26 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def check_inputs(uris: list[str], parquet: bool, what: str) -> None:
+    """Refuse unusable local inputs before any work starts (and before Ray starts): Parquet files
+    whose footer cannot be read (empty, cut short, not Parquet; ~1 ms each), or a run whose every
+    input is empty. One empty file among others is the reader's counted skip, not an error."""
+    from curate.errors import UserError, one_line
+    from processors.uris import is_remote
+
+    local = [u for u in uris if not is_remote(u)]
+    paths = [u[len("file://"):] if u.startswith("file://") else u for u in local]
+    if paths and len(paths) == len(uris) and all(os.path.isfile(p) and os.path.getsize(p) == 0 for p in paths):
+        raise UserError(f"{what}: {paths[0]}{f' and {len(paths) - 1} more' if len(paths) > 1 else ''}: "
+                        "empty file (0 bytes): nothing to read")
+    if parquet:
+        for p in paths:
+            try:
+                pq.read_metadata(p)
+            except (pa.ArrowException, OSError) as e:
+                raise UserError(f"{p}: not a readable Parquet file ({one_line(str(e))})") from None
+
+
 class AtomicParquetWriter:
     """Streams batches into one Parquet file that only appears, complete, on `close()`."""
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from curate.chain import done_tasks, load_task_records, task_id, task_key
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
-    STATS_FILE, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
+    STATS_FILE, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
@@ -351,6 +351,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
         tasks = [(None, u) for u in expand_all(cfg.inputs, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE)]
     if not tasks:
         raise ConfigError(f"{source}: no input files (inputs: {cfg.inputs})")
+    check_inputs([u for _, u in tasks], parquet=not readers, what=source)  # before Ray starts
 
     all_stats: list[StageStats] = []
     upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()

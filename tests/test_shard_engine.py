@@ -229,7 +229,7 @@ def test_verify_reports_corrupted_truncated_missing_and_stray_shards(base_run, t
     gone = tmp_path / "empty"
     gone.mkdir()
     res = CliRunner().invoke(app, ["shard", "verify", str(gone)])
-    assert res.exit_code == 1 and "no manifest" in res.output
+    assert res.exit_code == 2 and "no manifest" in res.output  # not a shard folder: a user error
 
 
 def test_documents_mode_with_fixed_weights_and_cli(corpus, ray_session, tmp_path):

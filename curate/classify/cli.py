@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from curate.classify.data import ClassifyError
+from curate.classify.data import ClassifyError, check_parquet_inputs
+from curate.errors import UserError, validation_message
 
 classify_app = typer.Typer(help="Train the quality and domain classifiers the `quality` and "
                            "`domain_label` stages use.", no_args_is_help=True, add_completion=False,
@@ -26,8 +27,7 @@ console = Console(stderr=True)
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code=2)
+    raise UserError(msg)  # one line, exit 2: curate/errors.py
 
 
 def _log(msg: str) -> None:
@@ -111,7 +111,7 @@ def train_quality_command(
         cfg = QualityTrainConfig.model_validate(data)
         train_quality(cfg, log=_log)
     except ValidationError as e:
-        _fail(str(e))
+        _fail(validation_message(e))
     except (ClassifyError, FileNotFoundError) as e:
         _fail(str(e))
 
@@ -139,7 +139,7 @@ def train_domain_command(
                                 loss=loss, test_fraction=test_fraction, epoch=epoch, lr=lr, dim=dim, seed=seed)
         train_domain(cfg, log=_log)
     except ValidationError as e:
-        _fail(str(e))
+        _fail(validation_message(e))
     except (ClassifyError, FileNotFoundError) as e:
         _fail(str(e))
 
@@ -190,9 +190,10 @@ def pools_command(
         data["overwrite"] = True
     try:
         cfg = PoolsConfig.model_validate(data)
+        check_parquet_inputs(cfg.inputs, "curate pools")
         summary = build_pools(cfg, log=_log)
     except ValidationError as e:
-        _fail(str(e))
+        _fail(validation_message(e))
         raise
     except (ClassifyError, FileNotFoundError, ValueError, RuntimeError) as e:
         _fail(str(e))

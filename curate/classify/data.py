@@ -49,6 +49,18 @@ def expand(patterns: Sequence[str], suffixes: tuple[str, ...] = (), ignore_prefi
         raise ClassifyError(str(e)) from e
 
 
+def check_parquet_inputs(patterns: Sequence[str], what: str) -> list[str]:
+    """The Parquet files of `patterns`, each footer read: a missing, empty, cut or non-Parquet input
+    is refused by name before any work (and before Ray) starts."""
+    from curate.io import check_inputs
+
+    files = expand(patterns, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE)
+    if not files:
+        raise ClassifyError(f"{what}: no Parquet files in {list(patterns)}")
+    check_inputs(files, parquet=True, what=what)
+    return files
+
+
 def _open_text(path: str):
     return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
 

@@ -34,8 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate.classify.data import (
-    ClassifyError, Doc, binary_metrics, chunk_documents, filter_language, read_reference, read_web,
-    sample, split, train_fasttext,
+    ClassifyError, Doc, binary_metrics, check_parquet_inputs, chunk_documents, expand, filter_language,
+    read_reference, read_web, sample, split, train_fasttext,
 )
 
 DEFAULT_REFERENCE = ["../shared/data/reference/wikitext-2-*.txt"]
@@ -101,6 +101,9 @@ def build_dataset(cfg: QualityTrainConfig, log: Callable[[str], None] = print) -
     """Chunks for each class and split: {"train": [(Doc, label)], "test": [...], "stats": {...}}."""
     if cfg.chunk_min_words > cfg.chunk_max_words:
         raise ClassifyError("chunk_min_words must not exceed chunk_max_words")
+    # Every input found and readable before the slow reading starts: one clear error, no half run.
+    check_parquet_inputs(cfg.web, "--web")
+    expand(cfg.reference)
     stats: dict = {}
     sides = {}
     for label, docs_fn, stream in ((POSITIVE, lambda: read_reference(cfg.reference, cfg.reference_format, cfg.unk), 1),

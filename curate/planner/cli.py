@@ -140,6 +140,10 @@ def regmix_cmd(
     from . import regmix
 
     d = regmix.load(mixtures, losses)
+    if target not in d.targets:
+        from curate.errors import UserError
+
+        raise UserError(f"{losses}: no loss column for --target {target!r} (columns: {sorted(d.targets)})")
     y = d.targets[target]
     cv = regmix.cross_validate(d.X, y)
     model = regmix.fit_regressor(d.X, y)

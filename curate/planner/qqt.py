@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from curate.errors import UserError
+
 NORMALIZER = 100_000.0
 
 
@@ -48,8 +50,18 @@ def load_params(path: str | Path, key: str = "tmars_imagenet1k_utility", drop: t
             i += 1
         if i >= len(text):
             break
-        obj, i = dec.raw_decode(text, i)
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: not valid JSON ({e.msg}: line {e.lineno} column {e.colno})") from None
         entries.append(obj)
+    if not entries:
+        raise UserError(f"{path}: empty (expected parameter_values.jsonl entries)")
+    fields = ("id", "names", "a_values", "b_values", "c_values")
+    for e in entries:
+        if not isinstance(e, dict) or any(f not in e for f in fields):
+            raise UserError(f"{path}: an entry lacks {[f for f in fields if not isinstance(e, dict) or f not in e]} "
+                            "(expected Goyal et al.'s parameter_values.jsonl)")
     for e in entries:
         if e["id"] == key:
             keep = [j for j, n in enumerate(e["names"]) if not any(m in n for m in drop)]
@@ -63,7 +75,7 @@ def load_params(path: str | Path, key: str = "tmars_imagenet1k_utility", drop: t
                 a=float(a_vals.pop()),
                 d=float(e.get("d_value", 0.1)),
             )
-    raise KeyError(f"no entry {key!r} in {path}; ids: {[e['id'] for e in entries]}")
+    raise UserError(f"{path}: no entry {key!r} (ids: {[e['id'] for e in entries]})")
 
 
 def _power(x: float, p: float) -> float:

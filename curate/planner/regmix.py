@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from curate.errors import UserError
+
 LGBM_PARAMS = {
     "boosting_type": "gbdt",
     "objective": "regression",
@@ -39,10 +41,20 @@ class RegMixData:
 def _read_csv(path: Path) -> tuple[list[str], dict[int, list[float]]]:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
+    if not rows or len(rows[0]) < 2:
+        raise UserError(f"{path}: expected a CSV header `index,<column>,...` and one row per run")
     head, data = rows[0], {}
-    for r in rows[1:]:
-        if r:
+    for n, r in enumerate(rows[1:], 2):
+        if not r:
+            continue
+        if len(r) != len(head):
+            raise UserError(f"{path}:{n}: {len(r)} fields, the header has {len(head)} (truncated file?)")
+        try:
             data[int(r[0])] = [float(x) for x in r[1:]]
+        except ValueError as e:
+            raise UserError(f"{path}:{n}: not a number ({e})") from None
+    if not data:
+        raise UserError(f"{path}: no rows after the header")
     return head[1:], data
 
 

@@ -34,6 +34,10 @@ def parse_count(text: str | None) -> int | None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
+    if code == 2:
+        from curate.errors import UserError
+
+        raise UserError(msg)  # one line, exit 2: curate/errors.py
     console.print(f"[bold red]error:[/] {msg}", highlight=False)
     raise typer.Exit(code=code)
 
@@ -149,8 +153,10 @@ def shard(
 def verify(folder: Path = typer.Argument(..., help="A shard folder (holding manifest.json).")) -> None:
     """Re-read every shard: presence, size, SHA-256, Parquet, row and token counts, sequence lengths,
     token ids, per-pool totals. Exit code 1 on any problem."""
+    from curate.shard.manifest import read_manifest
     from curate.shard.verify import verify_shards
 
+    read_manifest(folder)  # no folder, or a missing/cut manifest: one error line, exit 2 (curate/errors.py)
     report = verify_shards(folder)
     for p in report.problems:
         typer.echo(f"problem: {p}", err=True)

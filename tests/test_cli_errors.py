@@ -1,0 +1,266 @@
+"""Every `curate` command and subcommand fails on bad input the same way: one line, exit code 2.
+
+The commands are discovered from the Typer app (the click command tree), not listed here, so a
+command added later is covered without touching this file. Each is run in-process on (a) a missing
+input, (b) an empty file and (c) a truncated file (the first half of a valid one) and must exit
+non-zero with exactly one line of output that names the file, no traceback, and without starting Ray
+(a bad input is found before work starts).
+
+`python tests/test_cli_errors.py` prints the table of what each command prints (closing note of
+issue 17).
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+MODES = ("missing", "empty", "truncated")
+
+# Inputs of commands whose input options are all optional (they take one of several inputs).
+OPTIONAL_INPUTS = {
+    ("plan",): ("pools",),
+    ("shard",): ("plan", "pools"),
+    ("classify", "train-quality"): ("web",),
+}
+# What each input is, by parameter name; otherwise guessed from its help text (first match wins).
+KIND_BY_NAME = {"pools": "json", "plan": "json", "fit": "json", "pipeline": "yaml", "config": "yaml",
+                "folder": "dir", "params_file": "jsonl", "mixtures": "csv", "losses": "csv"}
+KIND_BY_HELP = (("warc", "warc"), ("jsonl", "jsonl"), ("yaml", "yaml"), ("csv", "csv"),
+                ("parquet", "parquet"), ("folder", "dir"), ("directory", "dir"), ("json", "json"))
+# Options a command needs besides its inputs to get as far as reading them.
+EXTRA_ARGS = {("dedup",): ["--exact"]}
+EXT = {"json": ".json", "jsonl": ".jsonl", "yaml": ".yaml", "csv": ".csv", "parquet": ".parquet",
+       "warc": ".warc.gz", "dir": "", "text": ".txt"}
+OUTPUT_NAMES = {"output", "out"}
+# A WARC cut short is not an error: its complete records are extracted and the cut one is a counted
+# skip (`truncated_record`), as WARC readers do for partial downloads; the run needs Ray, and
+# tests/test_bad_inputs_pipeline.py checks it on real data. The table shows what it prints.
+COUNTED_SKIP = {("warc", "truncated")}
+
+
+@dataclass
+class Case:
+    path: tuple[str, ...]       # e.g. ("plan", "fit")
+    inputs: list[tuple[Any, str]]  # (click parameter, kind)
+    outputs: list[Any]          # output options, given a fresh folder
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.path)
+
+
+def _root():
+    from curate.cli import app
+
+    return app
+
+
+def _runnable(group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command that runs something: leaf commands, and groups that run without a subcommand."""
+    for name, cmd in sorted(group.commands.items()):
+        path = prefix + (name,)
+        if hasattr(cmd, "commands"):
+            if cmd.invoke_without_command and cmd.callback is not None:
+                yield path, cmd
+            yield from _runnable(cmd, path)
+        else:
+            yield path, cmd
+
+
+def _kind(param) -> str:
+    if param.name in KIND_BY_NAME:
+        return KIND_BY_NAME[param.name]
+    text = (param.help or "").lower()
+    return next((kind for word, kind in KIND_BY_HELP if word in text), "json")
+
+
+def discover() -> list[Case]:
+    cases = []
+    for path, cmd in _runnable(typer.main.get_command(_root())):
+        is_option = {p.name: p.param_type_name == "option" for p in cmd.params}
+        outputs = [p for p in cmd.params if p.name in OUTPUT_NAMES and is_option[p.name]]
+        wanted = set(OPTIONAL_INPUTS.get(path, ()))
+        inputs = [(p, _kind(p)) for p in cmd.params if p not in outputs and (p.required or p.name in wanted)]
+        cases.append(Case(path, inputs, outputs))
+    return cases
+
+
+# ------------------------------------------------------------------ inputs: missing, empty, truncated
+def _valid_bytes(kind: str) -> bytes:
+    """A small valid file of each kind; its first half is the truncated input."""
+    if kind == "json":
+        return json.dumps({"schema": "curate.pools/v1", "pools": [
+            {"name": f"pool{i}", "tokens": 1e9, "quality": 1.0, "path": f"pool{i}/part-0.parquet"}
+            for i in range(4)]}, indent=2).encode()
+    if kind == "jsonl":
+        return b"".join(json.dumps({"text": f"document {i} " * 20, "label": "news", "key": "u",
+                                    "value": 0.5}).encode() + b"\n" for i in range(6))
+    if kind == "yaml":
+        return (REPO / "pipelines" / "sample.yaml").read_bytes()
+    if kind == "csv":
+        return b"index,a,b,c\n" + b"".join(f"{i},0.2,0.3,0.5\n".encode() for i in range(20))
+    if kind in ("parquet", "dir"):
+        words = "the harbour committee met on tuesday to discuss the ferry timetable".split()
+        table = pa.table({"id": [f"d{i}" for i in range(300)], "source": ["cc"] * 300,
+                          "url": [f"http://e.example/{i}" for i in range(300)],
+                          "text": [" ".join(words[(i + j) % len(words)] for j in range(80)) for i in range(300)],
+                          "quality_score": [i / 300 for i in range(300)]})
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+    if kind == "warc":
+        return (SHARED / "cc" / "CC-MAIN-2020-34-sample.warc.gz").read_bytes()
+    return b"".join(f"line {i} of a plain text file\n".encode() for i in range(50))
+
+
+def make_input(tmp: Path, name: str, kind: str, mode: str) -> Path:
+    """The bad input: a path that does not exist, an empty file (folder) or a cut file."""
+    path = tmp / mode / f"{name}{EXT[kind]}"
+    if mode == "missing":
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "dir":  # an empty folder; or one whose metadata (a shard manifest, a commit) is cut
+        path.mkdir()
+        if mode == "truncated":
+            blob = json.dumps({"format": "curate.shards/v1", "rows": 10, "stages": ["extract"]}).encode()
+            (path / "stage").mkdir()
+            for meta in ("manifest.json", "stage/_COMMITTED"):
+                (path / meta).write_bytes(blob[: len(blob) // 2])
+        return path
+    path.write_bytes(b"" if mode == "empty" else truncated(kind))
+    return path
+
+
+def truncated(kind: str) -> bytes:
+    """The first half of a valid file, cut inside a line or token (as a copy that stopped early)."""
+    data = _valid_bytes(kind)
+    cut = len(data) // 2
+    if kind in ("jsonl", "yaml", "text"):
+        while data[cut - 1:cut] in (b"\n", b" ", b"#"):
+            cut += 1
+    if kind == "csv":  # cut after a separator: the last row lacks fields (a cut number still parses)
+        cut = data.index(b",", cut) + 1
+    if kind == "yaml":  # a cut that still parses is a shorter file, not a truncated one
+        import yaml
+
+        while cut < len(data):
+            try:
+                yaml.safe_load(data[:cut])
+            except yaml.YAMLError:
+                break
+            cut += 1
+    return data[:cut]
+
+
+def args_for(case: Case, tmp: Path, mode: str) -> tuple[list[str], list[Path]]:
+    args, bad = list(case.path) + EXTRA_ARGS.get(case.path, []), []
+    for param, kind in case.inputs:
+        value = make_input(tmp, param.name, kind, mode)
+        bad.append(value)
+        args += [str(value)] if param.param_type_name == "argument" else [param.opts[0], str(value)]
+    for param in case.outputs:
+        args += [param.opts[0], str(tmp / mode / f"{param.name}-new")]
+    return args, bad
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    lines: list[str]
+    traceback: bool
+    names_file: bool
+
+
+def run_case(case: Case, tmp: Path, mode: str) -> Outcome:
+    args, bad = args_for(case, tmp, mode)
+    res = CliRunner().invoke(_root(), args)
+    text = res.stdout + res.stderr
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        import traceback
+
+        lines.append("".join(traceback.format_exception(res.exception)))
+    return Outcome(res.exit_code, lines, "Traceback" in "\n".join(lines) or res.exception is not None
+                   and not isinstance(res.exception, SystemExit),
+                   any(str(b) in text or b.name in text for b in bad))
+
+
+CASES = discover()
+
+
+def test_discovers_every_command():
+    names = {c.name for c in CASES}
+    # The commands the issue names are found by walking the app (new ones join automatically).
+    assert {"run", "validate", "extract", "filter", "dedup", "check", "pools", "plan", "plan fit",
+            "plan qqt", "plan regmix", "classify train-quality", "classify train-domain", "shard",
+            "shard verify"} <= names
+    for c in CASES:
+        assert c.inputs or c.name == "stages", f"`curate {c.name}` has no input: add it to OPTIONAL_INPUTS"
+
+
+@pytest.fixture(autouse=True)
+def _no_ray(monkeypatch):
+    """A bad input must be refused before any work starts: starting Ray here is a failure."""
+    import ray
+
+    def refuse(*a, **k):
+        raise AssertionError("the command started Ray before checking its inputs")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED / "tokenizers"))
+
+
+def counted_skip(case: Case, mode: str) -> bool:
+    return any((kind, mode) in COUNTED_SKIP for _, kind in case.inputs)
+
+
+@pytest.mark.parametrize("case,mode", [(c, m) for c in CASES if c.inputs for m in MODES if not counted_skip(c, m)],
+                         ids=lambda v: v.name.replace(" ", "-") if isinstance(v, Case) else v)
+def test_bad_input_is_one_line(case, mode, tmp_path):
+    out = run_case(case, tmp_path, mode)
+    shown = "\n".join(out.lines)
+    assert out.exit_code != 0, shown
+    assert not out.traceback, shown
+    assert len(out.lines) == 1, shown
+    assert out.lines[0].startswith("error: "), shown
+    assert out.names_file, shown
+    assert out.exit_code == 2, shown
+
+
+def table(tmp: Path) -> str:
+    rows = ["| command | missing input | empty file | truncated file |", "|---|---|---|---|"]
+    for case in CASES:
+        if not case.inputs:
+            continue
+        cells = []
+        for mode in MODES:
+            o = run_case(case, tmp / case.name.replace(" ", "_"), mode)
+            shown = " / ".join(o.lines)[:300].replace("|", "\\|").replace(str(tmp), "$TMP")
+            cells.append(f"`{shown}` (exit {o.exit_code})")
+        rows.append(f"| `curate {case.name}` ({', '.join(f'{p.name}: {k}' for p, k in case.inputs)}) | "
+                    + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    import ray
+
+    ray.init = lambda *a, **k: (_ for _ in ()).throw(AssertionError("started Ray"))  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory(prefix="curate-cli-errors-") as d:
+        print(table(Path(d)))
+    sys.exit(0)
