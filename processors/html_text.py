@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Callable
 
+from processors.process_status import exit_status
+
 
 def _error(message: str) -> Exception:
     # processors.base pulls in numpy, pyarrow and pydantic (~0.5 s): the child imports this module
@@ -342,9 +344,10 @@ class ExtractionWorker:
             if not conn.poll(self.startup_timeout_s):
                 raise _error(f"extract: child process did not start within {self.startup_timeout_s:.0f} s")
             status, value = conn.recv()
-        except (EOFError, OSError) as exc:
-            self._kill()
-            raise _error(f"extract: child process died while starting ({exc!r})") from None
+        except (EOFError, OSError):
+            code = self._reap()
+            raise _error(f"extract: child process died while starting ({exit_status(code)}; "
+                         "its stderr is in this worker's log)") from None
         except BaseException:
             self._kill()
             raise
@@ -367,13 +370,24 @@ class ExtractionWorker:
                 self.restarts += 1
                 return "timeout", None
             status, value = conn.recv()
-        except (EOFError, OSError) as exc:
-            code = self._proc.poll() if self._proc is not None else None
-            self._kill()
+        except (EOFError, OSError):
+            code = self._reap()
             self.restarts += 1
-            return "crashed", f"{type(exc).__name__} (exit code {code})"
+            return "crashed", f"extraction child died ({exit_status(code)})"
         self._pages += 1
         return status, value
+
+    def _reap(self, wait_s: float = 5.0) -> int | None:
+        """After the pipe broke: the child's exit status (it is exiting; give it a moment), then
+        clean up. None if it still runs after `wait_s` (it is then killed)."""
+        code = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill()
+        return code
 
     def _kill(self) -> None:
         proc, conn = self._proc, self._conn

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from processors.process_status import exit_status
 from processors.uris import DATASET_IGNORE, expand_all
 
 
@@ -257,16 +258,18 @@ def train_fasttext(lines: Sequence[str], params: dict, output: str | Path, retri
             job = {"input": str(path), "output": str(output), "params": used}
             proc = subprocess.run([sys.executable, "-m", "curate.classify.fasttext_child", json.dumps(job)],
                                   capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[2]))
-            try:
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (IndexError, json.JSONDecodeError):
-                raise ClassifyError(f"fastText training process failed (exit {proc.returncode}): "
-                                    f"{(proc.stderr or proc.stdout)[-2000:]}") from None
+            result = child_report(proc.stdout)
+            if result is None:  # died before reporting: a signal, the OOM killer, an interpreter error
+                raise ClassifyError(f"fastText training process died without a report "
+                                    f"({exit_status(proc.returncode)}){stderr_tail(proc.stderr)}")
             if result["ok"]:
+                if not Path(output).is_file():
+                    raise ClassifyError(f"fastText training process ({exit_status(proc.returncode)}) "
+                                        f"reported success but wrote no model at {output}")
                 return used, {"words": result["words"], "labels": result["labels"]}
             err = result["error"]
             if "NaN" not in err:
-                raise ClassifyError(f"fastText training failed: {err}")
+                raise ClassifyError(f"fastText training failed ({exit_status(proc.returncode)}): {err}")
             if attempt == retries:
                 raise ClassifyError(
                     f"fastText training diverged ('{err}') {retries + 1} times, the last with lr="
@@ -275,6 +278,21 @@ def train_fasttext(lines: Sequence[str], params: dict, output: str | Path, retri
             log(f"fastText: '{err}' with lr={used['lr']}; retrying with lr={used['lr'] / 2}")
             used["lr"] = used["lr"] / 2
     raise AssertionError("unreachable")
+
+
+def child_report(stdout: str) -> dict | None:
+    """The JSON report on the last line of a child's stdout, or None when there is none."""
+    try:
+        report = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return None
+    return report if isinstance(report, dict) and "ok" in report else None
+
+
+def stderr_tail(stderr: str | None, lines: int = 3) -> str:
+    """The last non-empty lines of a child's stderr, as `: a | b` (empty when there are none)."""
+    tail = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()][-lines:]
+    return (": " + " | ".join(tail))[:1000] if tail else ""
 
 
 def binary_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
