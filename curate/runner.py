@@ -155,12 +155,16 @@ class Progress:
 
 
 # ---------------------------------------------------------------- segments
-def _fingerprint(seg: Segment, upstream: str, cfg: PipelineConfig) -> str:
+def _fingerprint(seg: Segment, upstream: str, cfg: PipelineConfig,
+                 state_digests: dict[str, str] | None = None) -> str:
     payload = {
         "stages": [s.model_dump(mode="json") for s in seg.stages],
         "upstream": upstream,
         "seed": cfg.seed,
     }
+    states = {s.name: state_digests[s.name] for s in seg.stages if s.name in (state_digests or {})}
+    if states:  # driver-built state (e.g. evaluation n-grams): a change of its files reruns the step
+        payload["states"] = states
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -168,7 +172,7 @@ def _prepare_folder(out_dir: Path, fingerprint: str, opts: RunOptions, mode: str
     """Start clean unless an interrupted run with the same fingerprint left finished tasks."""
     running = out_dir / RUNNING_MARKER
     same = running.is_file() and read_json(running).get("fingerprint") == fingerprint
-    if opts.force or not opts.resume or not same or mode in ("group", "cluster"):
+    if opts.force or not opts.resume or not same or mode in ("group", "cluster", "units"):
         reset_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(running, {"fingerprint": fingerprint, "pid": os.getpid()})
@@ -292,6 +296,9 @@ def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: lis
         return _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
     if seg.mode == "job":
         return _run_job_segment(cfg, seg, prev_dir, out_dir)
+    if seg.mode == "units":
+        from curate.unit_runner import run_unit_segment
+        return run_unit_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
     from curate.cluster_runner import run_cluster_segment
     return run_cluster_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
 
@@ -322,6 +329,22 @@ def _write_stage_stats(output: Path, seg: Segment, stats: dict[str, StageStats],
         s.wall_s = wall
         stats[spec.name] = s
         write_json_atomic(_stage_dir(output, spec.name) / STATS_FILE, s.to_dict())
+
+
+def _ship_states(cfg: PipelineConfig, processors: dict[str, Any]) -> dict[str, str]:
+    """Build each processor's driver-side state once and put it in the object store; the stage
+    spec carries the reference to every worker. Returns a digest per stage for fingerprints."""
+    import pickle
+
+    import ray
+
+    digests = {}
+    for spec in cfg.stages:
+        state = processors[spec.name].prepare()
+        if state is not None:
+            digests[spec.name] = hashlib.sha1(pickle.dumps(state)).hexdigest()
+            spec._state = ray.put(state)
+    return digests
 
 
 def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
@@ -357,9 +380,10 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
     upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()
     prev_dir: Path | None = None
     with ray_context(cfg, opts):
+        state_digests = _ship_states(cfg, processors)
         for seg in segments:
             out_dir = _stage_dir(output, seg.name)
-            fp = _fingerprint(seg, upstream, cfg)
+            fp = _fingerprint(seg, upstream, cfg, state_digests)
             if opts.resume and not opts.force and is_committed(out_dir):
                 info = read_commit(out_dir)
                 if info.get("fingerprint") != fp:

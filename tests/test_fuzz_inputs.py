@@ -3,12 +3,17 @@
 Targets: (1) the extract source over real WARC records with bytes flipped, cut or inserted, and
 over arbitrary bytes; (2) charset decoding and main-text extraction over arbitrary bytes and
 HTML-like strings. The only exception allowed out is the project's own ProcessorError.
-CURATE_FUZZ_EXAMPLES raises the case count for a longer run.
+Every record the reader reads is either a document out or a counted drop, and the records before
+the first mutated byte come out exactly as from the intact file (found by an independent parse of
+the seed, by construction). CURATE_FUZZ_EXAMPLES raises the case count for a longer run.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import re
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,12 +51,62 @@ def extractor():
     source.close()
 
 
-def _read_all(source: Extract, path: Path) -> int:
-    docs = 0
+# Drops that describe a file or a byte range, not one record the reader returned.
+FILE_LEVEL_DROPS = {"input_missing", "input_read_error", "input_not_warc", "corrupt_record"}
+
+
+@dataclass
+class Outcome:
+    rows: dict[str, str]  # url -> text of every document out
+    drops: Counter
+    counters: Counter
+
+
+def _read_all(source: Extract, path: Path) -> Outcome:
+    """Read a file through the source; check that every record read is a row out or a counted drop."""
+    rows: dict[str, str] = {}
+    drops: Counter = Counter()
+    counters: Counter = Counter()
+    n_rows = 0
     for result in source.read(str(path)):
-        assert result.table.num_rows + sum(result.drops.values()) >= 0
-        docs += result.table.num_rows
-    return docs
+        n_rows += result.table.num_rows
+        rows.update(zip(result.table["url"].to_pylist(), result.table["text"].to_pylist()))
+        drops.update(result.drops)
+        counters.update(result.counters)
+    record_drops = sum(n for reason, n in drops.items() if reason not in FILE_LEVEL_DROPS)
+    assert n_rows + record_drops + counters["records_skipped_non_response"] == counters["records"], (
+        n_rows, dict(drops), dict(counters))
+    return Outcome(rows, drops, counters)
+
+
+def _records_by_construction(raw: bytes) -> list[tuple[int, str, str]]:
+    """(end offset, WARC-Type, target URI) of each record of an uncompressed WARC, parsed here from
+    the headers' Content-Length (independently of the reader under test)."""
+    out, pos = [], 0
+    while pos < len(raw):
+        head_end = raw.index(b"\r\n\r\n", pos)
+        head = raw[pos:head_end].decode("utf-8", "replace")
+        length = int(re.search(r"(?im)^content-length:\s*(\d+)", head).group(1))
+        rtype = re.search(r"(?im)^warc-type:\s*(\S+)", head).group(1)
+        uri = re.search(r"(?im)^warc-target-uri:\s*<?([^\s>]+)", head)
+        end = head_end + 4 + length + 4  # block, then the CRLF CRLF that ends a record
+        assert raw[end - 4:end] == b"\r\n\r\n"
+        out.append((end, rtype, uri.group(1) if uri else ""))
+        pos = end
+    return out
+
+
+@pytest.fixture(scope="module")
+def seed_truth(seed_warc, extractor, tmp_path_factory):
+    """The seed's records by construction, and what the source makes of the intact seed."""
+    records = _records_by_construction(bytes(seed_warc))
+    path = tmp_path_factory.mktemp("seed") / "seed.warc"
+    path.write_bytes(bytes(seed_warc))
+    intact = _read_all(extractor, path)
+    documents = [r for r in records if r[1] in ("response", "resource", "conversion")]
+    assert intact.counters["records"] == len(records) and len(documents) >= 5
+    assert len(intact.rows) + sum(intact.drops.values()) == len(documents)
+    return records, intact
 
 
 mutations = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "delete"]),
@@ -61,12 +116,14 @@ mutations = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "delete
 
 @FUZZ
 @given(mutations, st.booleans())
-def test_mutated_real_warc_never_crashes(seed_warc, extractor, tmp_path_factory, muts, compress):
+def test_mutated_real_warc_never_crashes(seed_warc, seed_truth, extractor, tmp_path_factory, muts, compress):
     data = bytearray(seed_warc)
+    first_change = len(data)  # bytes before it are the seed's
     for op, where, blob in muts:
         if not data:
             break
         i = int(where * (len(data) - 1))
+        first_change = min(first_change, i)
         if op == "flip":
             data[i] ^= blob[0] or 1
         elif op == "cut":
@@ -78,9 +135,15 @@ def test_mutated_real_warc_never_crashes(seed_warc, extractor, tmp_path_factory,
     path = tmp_path_factory.mktemp("warc") / ("f.warc.gz" if compress else "f.warc")
     path.write_bytes(gzip.compress(bytes(data)) if compress else bytes(data))
     try:
-        _read_all(extractor, path)
+        out = _read_all(extractor, path)
     except ProcessorError:
-        pass  # e.g. a mutation that makes the file read as WAT: refused with a clear message
+        return  # e.g. a mutation that makes the file read as WAT: refused with a clear message
+    records, intact = seed_truth
+    whole = [r for r in records if r[0] <= first_change]  # untouched by any mutation
+    assert out.counters["records"] >= len(whole)
+    urls = {uri for _, rtype, uri in whole if rtype == "response"}
+    # the untouched records come out exactly as from the intact file: same documents, same text
+    assert {u: t for u, t in out.rows.items() if u in urls} == {u: t for u, t in intact.rows.items() if u in urls}
 
 
 @FUZZ
@@ -89,7 +152,7 @@ def test_arbitrary_bytes_never_crash(extractor, tmp_path_factory, blob, name):
     path = tmp_path_factory.mktemp("bytes") / name
     path.write_bytes(blob)
     try:
-        assert _read_all(extractor, path) == 0 or blob.startswith(b"WARC/")
+        assert not _read_all(extractor, path).rows or blob.startswith(b"WARC/")
     except ProcessorError:
         pass
 
