@@ -24,6 +24,7 @@ from curate.stats import StageStats, source_counts, text_bytes
 from processors.base import BatchResult, Grouper, Processor, Source
 
 READ_BATCH_ROWS = 2_000
+REMOVED_DIR = "_removed"  # side outputs of row-wise stages: <segment folder>/_removed/<stage>/
 
 
 def task_id(uri: str) -> str:
@@ -85,7 +86,7 @@ def _with_columns_of(proc: Processor, part: pa.Table) -> pa.Table:
 
 
 def apply_per_source(proc: Processor, only: list[str] | None, table: pa.Table,
-                     st: StageStats) -> pa.Table:
+                     st: StageStats, side: list[pa.Table] | None = None) -> pa.Table:
     """Run one row-wise processor, separately per source so drops are known per source.
 
     Rows of sources outside `only` pass through untouched (e.g. web heuristics skip code); columns
@@ -106,6 +107,8 @@ def apply_per_source(proc: Processor, only: list[str] | None, table: pa.Table,
         st.counters.update(result.counters)
         st.count_source(source, part.num_rows, result.table.num_rows, result.drops)
         outs.append(result.table)
+        if side is not None and result.side is not None and result.side.num_rows:
+            side.append(result.side)
     out = outs[0] if len(outs) == 1 else pa.concat_tables(outs, promote_options="permissive")
     st.docs_out += out.num_rows
     st.bytes_out += text_bytes(out)
@@ -120,6 +123,7 @@ class Chain:
         self.body_specs = body
         self.head: Processor | None = head.build() if head else None
         self.body: list[Processor] = [s.build() for s in body]
+        self.side: dict[str, list[pa.Table]] = {}  # stage name -> removed rows of the current task
 
     def setup(self) -> None:
         for p in ([self.head] if self.head else []) + self.body:
@@ -148,8 +152,18 @@ class Chain:
 
     def apply_body(self, table: pa.Table, stats: dict[str, StageStats]) -> pa.Table:
         for spec, proc in zip(self.body_specs, self.body):
-            table = apply_per_source(proc, spec.sources, table, stats[spec.name])
+            table = apply_per_source(proc, spec.sources, table, stats[spec.name],
+                                     self.side.setdefault(spec.name, []))
         return table
+
+    def write_side(self, out_dir: Path, tid: str) -> None:
+        """Write (and forget) the task's side outputs, one part per stage that kept any; before
+        the task's marker, so a finished task always has them and a retry overwrites them."""
+        for name, tables in self.side.items():
+            if tables:
+                with AtomicParquetWriter(Path(out_dir) / REMOVED_DIR / name / part_name(tid)) as w:
+                    w.write(pa.concat_tables(tables, promote_options="permissive"))
+        self.side = {}
 
     def run_file_task(self, uris: list[str], out_dir: Path) -> dict[str, Any]:
         """Read a group of inputs, run the chain, write one part and its marker.
@@ -173,8 +187,10 @@ class Chain:
                         stats[name].drops["input_missing"] += 1
         except BaseException:
             writer.abort()
+            self.side = {}
             raise
         wrote = writer.close()
+        self.write_side(out_dir, tid)
         label = uris[0] if len(uris) == 1 else f"{uris[0]} (+{len(uris) - 1} more)"
         return self._finish(stats, out_dir, tid, label, part_name(tid) if wrote else None, writer.rows)
 
@@ -206,6 +222,7 @@ class Chain:
             with AtomicParquetWriter(Path(out_dir) / part_name(tid)) as w:
                 w.write(table)
             wrote = True
+        self.write_side(out_dir, tid)
         return self._finish(stats, out_dir, tid, f"partition of {len(ids)} rows",
                             part_name(tid) if wrote else None, table.num_rows)
 

@@ -39,6 +39,7 @@ def _write_block(block: pa.Table, body: list, out_dir: str, prefix: str) -> pa.T
         with AtomicParquetWriter(folder / part_name(tid)) as w:
             w.write(table)
         part = part_name(tid)
+    chain.write_side(out_dir, tid)
     record = {"task": tid, "input": f"{prefix} block of {len(ids)} rows",
               "part": part if prefix == "kept" else None, "rows": table.num_rows if prefix == "kept" else 0,
               "stats": {n: s.to_dict() for n, s in stats.items()},

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from curate.registry import registry
 
@@ -25,7 +25,7 @@ ENGINE_KEYS = {
     "num_cpus": "CPUs each worker of this stage reserves (default 1)",
     "memory": "memory each worker reserves, e.g. '2GB' (default: none reserved)",
     "inputs": "reading stages only: this source's own globs/URIs (default: the pipeline's inputs)",
-    "sources": "row-wise stages only: apply to documents of these sources; others pass untouched",
+    "sources": "row-wise stages and paragraph_dedup: apply to documents of these sources; others pass untouched",
 }
 
 
@@ -82,11 +82,22 @@ class StageSpec(BaseModel):
     inputs: list[str] | None = None
     sources: list[str] | None = None
     params: dict[str, Any] = {}
+    # The processor's driver-built state (`Processor.prepare`), as a Ray object reference once
+    # the runner has put it in the object store; travels with the spec to every worker.
+    _state: Any = PrivateAttr(default=None)
 
     def build(self):
-        """The processor instance this stage runs."""
+        """The processor instance this stage runs (with its driver-built state, if any)."""
         cls = registry()[self.kind]
-        return cls(cls.Params(**self.params))
+        proc = cls(cls.Params(**self.params))
+        if self._state is not None:
+            state = self._state
+            if type(state).__name__ == "ObjectRef":
+                import ray
+
+                state = ray.get(state)
+            proc.receive(state)
+        return proc
 
 
 class PipelineConfig(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from curate.config import ConfigError, PipelineConfig, StageSpec
 from curate.registry import processor_class
-from processors.base import Grouper, Source
+from processors.base import Grouper, Source, UnitDedup
 from processors.schema import DOCUMENT_FIELDS
 
 CLUSTER_KINDS_BASE = "ClusterDedup"  # base-class name of whole-graph dedup processors
@@ -54,6 +54,8 @@ class Segment:
             return "cluster"
         if is_job_kind(self.head.kind):
             return "job"
+        if issubclass(processor_class(self.head.kind), UnitDedup):
+            return "units"
         if issubclass(processor_class(self.head.kind), Grouper):
             return "group"
         return "parquet"
@@ -82,7 +84,8 @@ def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segm
         if i < n_readers:
             continue
         cls = processor_class(spec.kind)
-        whole_dataset = issubclass(cls, Grouper) or is_cluster_kind(spec.kind) or is_job_kind(spec.kind)
+        whole_dataset = (issubclass(cls, (Grouper, UnitDedup)) or is_cluster_kind(spec.kind)
+                         or is_job_kind(spec.kind))
         if segments and segments[-1].mode == "job" and not is_job_kind(spec.kind):
             raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) works on documents, so it must "
                               "come before the pools/plan/shard steps")

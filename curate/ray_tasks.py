@@ -45,8 +45,10 @@ _CHAINS: dict[str, Chain] = {}
 
 
 def _cached_chain(head: StageSpec, body: list[StageSpec]) -> Chain:
-    key = json.dumps([head.model_dump(mode="json")] + [b.model_dump(mode="json") for b in body],
-                     sort_keys=True)
+    # the driver-built state (an object reference) is part of the key: a later run with the same
+    # parameters may have built it from changed files
+    key = json.dumps([head.model_dump(mode="json")] + [b.model_dump(mode="json") for b in body]
+                     + [str(s._state) for s in [head, *body]], sort_keys=True)
     chain = _CHAINS.get(key)
     if chain is None:
         chain = Chain(head, body)

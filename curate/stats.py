@@ -115,7 +115,7 @@ def summary_table(stats: list[StageStats], title: str = "curate run summary"):
     for s in stats:
         # Reasons carry their stage's kind as a prefix in the stats; the row already names it.
         reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}" for k, v in s.drops.most_common())
-        if not reasons and s.counters:  # steps without drops (pools, plan, shard): their figures
+        if not reasons and s.counters and not _summary_counters(s.kind):  # pools, plan, shard: their figures
             shown = [(k, v) for k, v in s.counters.items() if k != "skipped_resumed"][:3]
             reasons = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in shown)
         named = [(k, s.counters[k]) for k in _summary_counters(s.kind) if k in s.counters]

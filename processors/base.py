@@ -43,6 +43,9 @@ class BatchResult:
     table: pa.Table
     drops: Counter = field(default_factory=Counter)
     counters: Counter = field(default_factory=Counter)
+    # What the stage removed and why (dropped documents, cut spans), when it keeps a record of
+    # it: the engine writes these rows to `<stage folder>/_removed/<stage name>/`.
+    side: pa.Table | None = None
 
 
 class Processor:
@@ -63,6 +66,16 @@ class Processor:
 
     def setup(self) -> None:
         """Load models or other heavy state; the engine calls it once per worker before any batch."""
+
+    def prepare(self) -> Any:
+        """State built once per run on the driver (e.g. the n-gram index of evaluation sets), or
+        None. The engine ships it to every worker through the object store and hands it to
+        `receive` before `setup`, so workers need no access to the files it was built from. A
+        processor used without the engine builds what it needs in `setup`."""
+        return None
+
+    def receive(self, state: Any) -> None:
+        """Take the state `prepare` built on the driver (called before `setup` on workers)."""
 
     def check(self) -> None:
         """Fail loudly before any work starts if a dependency, model or file is missing.
@@ -142,6 +155,42 @@ class Grouper(Processor):
 
     def reduce(self, partition: pa.Table) -> BatchResult:
         """`partition` holds every row whose key hashes to it; drop the key column in the output."""
+        raise NotImplementedError
+
+
+class UnitDedup(Processor):
+    """A whole-dataset step over parts of documents (paragraphs, lines): parts seen in too many
+    documents are removed from all of them (or from all but the first).
+
+    The engine (`curate.unit_runner`) calls, on workers:
+
+    1. `units(batch)`: for each unit worth counting, (row in `batch`, unit index in its document,
+       64-bit key). Only these numbers travel: the engine shuffles (key, document, unit) rows on
+       the key, counts the distinct documents per key in each partition, and
+    2. `remove(batch, rows, units, documents)` gets every input part back, read where it lies,
+       with the units to remove (row, unit index, and in how many documents the unit's key was
+       seen). It returns the rewritten rows, drops (documents left too short) and counters.
+
+    A key in more than `max_documents` documents is removed; with `keep_first` its first
+    document (smallest `id` hash, a choice independent of partitioning) keeps it.
+    """
+
+    checkpoint_default: ClassVar[bool] = True
+    drop_reason: ClassVar[str] = "too_short"
+
+    @property
+    def max_documents(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def keep_first(self) -> bool:
+        return False
+
+    def units(self, batch: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row int64, unit index int32, key uint64), equal lengths."""
+        raise NotImplementedError
+
+    def remove(self, batch: pa.Table, rows: np.ndarray, units: np.ndarray, documents: np.ndarray) -> BatchResult:
         raise NotImplementedError
 
 

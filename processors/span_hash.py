@@ -74,6 +74,12 @@ def binary_views(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Ar
 
 def _first4_le(hex_digests: pa.Array) -> np.ndarray:
     """First 4 digest bytes, read little-endian as uint32, from lowercase hex SHA-1 digests."""
+    return _digest_prefix_le(hex_digests, 4)
+
+
+def _digest_prefix_le(hex_digests: pa.Array, nbytes: int) -> np.ndarray:
+    """First `nbytes` (4 or 8) digest bytes as a little-endian unsigned integer, from lowercase
+    hex SHA-1 digests."""
     if isinstance(hex_digests, pa.ChunkedArray):
         hex_digests = hex_digests.combine_chunks()
     hex_digests = hex_digests.cast(pa.string())
@@ -82,9 +88,9 @@ def _first4_le(hex_digests: pa.Array) -> np.ndarray:
     if n and not np.all(np.diff(offsets) == 40):
         raise ProcessorError("unexpected SHA-1 output from DuckDB (not 40 hex digits each)")
     data = np.frombuffer(hex_digests.buffers()[2], np.uint8)[offsets[0] : offsets[0] + 40 * n].reshape(n, 40)
-    nib = _HEX[data[:, :8]]
-    first4 = (nib[:, 0::2] << 4) | nib[:, 1::2]
-    return np.ascontiguousarray(first4).view("<u4").reshape(n)
+    nib = _HEX[data[:, : 2 * nbytes]]
+    prefix = (nib[:, 0::2] << 4) | nib[:, 1::2]
+    return np.ascontiguousarray(prefix).view(f"<u{nbytes}").reshape(n)
 
 
 def sha1_first4(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -103,4 +109,22 @@ def sha1_first4(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nda
         rel = con.from_arrow(pa.table({"s": views}))
         hexes = rel.select("sha1(s) AS h").to_arrow_table().column("h")
         out[c : c + len(s)] = _first4_le(hexes)
+    return out
+
+
+def sha1_first8(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``uint64 little-endian of sha1(buf[s:e]).digest()[:8]`` for every span: a 64-bit key that
+    is the same on every machine and library version (decontamination and paragraph keys)."""
+    n = len(starts)
+    out = np.empty(n, dtype=np.uint64)
+    if n == 0:
+        return out
+    buf = np.frombuffer(buf, np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) else buf
+    con = _connection()
+    for c in range(0, n, _MAX_CHUNK):
+        s, e = np.asarray(starts[c : c + _MAX_CHUNK], np.int64), np.asarray(ends[c : c + _MAX_CHUNK], np.int64)
+        lo, hi = int(s.min()), int(e.max())
+        views = binary_views(buf[lo:hi], s - lo, e - lo)
+        rel = con.from_arrow(pa.table({"s": views}))
+        out[c : c + len(s)] = _digest_prefix_le(rel.select("sha1(s) AS h").to_arrow_table().column("h"), 8)
     return out
