@@ -112,6 +112,9 @@ class ShardParams(Params):
     shard_size: str | int = Field("128MB", description="target shard size (token bytes)")
     min_copy_gap: float = Field(0.2, ge=0, le=0.5, description="least distance between two copies "
                                 "of a document, as a fraction of its pool's epoch")
+    format: list[str] | str = Field(default_factory=lambda: ["parquet"], description="parquet, megatron, "
+                                    "nanotron, mds, litdata (several allowed)")
+    per_pool: bool = Field(False, description="also each pool once, with trainer-side weights (blend/)")
 
 
 class ShardJob(Job):
@@ -132,7 +135,7 @@ class ShardJob(Job):
                           tokenizer={"name": p.tokenizer, "add_eos": p.add_eos, "add_bos": p.add_bos,
                                      "tiktoken_cache": p.tiktoken_cache},
                           mode=p.mode, seq_len=p.seq_len, shard_size=p.shard_size, seed=seed,
-                          mix_seed=seed, min_copy_gap=p.min_copy_gap)
+                          mix_seed=seed, min_copy_gap=p.min_copy_gap, format=p.format, per_pool=p.per_pool)
         result = run_shard(cfg, resume=True, log=lambda _m: None)
         manifest = getattr(result, "manifest", None) or {}
         totals = manifest.get("totals", {}) if isinstance(manifest, dict) else {}

@@ -76,6 +76,15 @@ def shard(
     bos_token: Optional[str] = typer.Option(None, "--bos-token", help="BOS token text or id."),
     eos_token: Optional[str] = typer.Option(None, "--eos-token", help="EOS token text or id."),
     seq_len: Optional[int] = typer.Option(None, "--seq-len", min=2, help="Tokens per packed sequence (2048)."),
+    format: Optional[str] = typer.Option(None, "--format", help="Files to write, comma-separated: parquet, "
+                                         "megatron (.bin/.idx), nanotron (datatrove .ds), mds (MosaicML), litdata "
+                                         "(LitGPT). Default parquet."),
+    per_pool: Optional[bool] = typer.Option(None, "--per-pool/--no-per-pool", help="Also write each pool's "
+                                            "planned documents once, per pool, with trainer-side weights in "
+                                            "OUTPUT/blend/."),
+    shifted_targets: Optional[bool] = typer.Option(None, "--shifted-targets/--no-shifted-targets", help="Packed "
+                                                   "rows of seq_len + 1 tokens (default: on with nanotron or "
+                                                   "litdata, whose readers take seq_len + 1 per sample)."),
     documents: Optional[bool] = typer.Option(None, "--documents/--packed", help="One row per document instead "
                                              "of packed sequences."),
     shard_size: Optional[str] = typer.Option(None, "--shard-size", help="Target shard size as token bytes "
@@ -118,7 +127,8 @@ def shard(
         flags: dict[str, Any] = dict(
             output=str(output) if output else None, plan=str(plan) if plan else None,
             pools=str(pools) if pools else None, weights=parse_weights(weights) if weights else None,
-            total_tokens=parse_count(total_tokens), seq_len=seq_len,
+            total_tokens=parse_count(total_tokens), seq_len=seq_len, format=format, per_pool=per_pool,
+            shifted_targets=shifted_targets,
             mode=None if documents is None else ("documents" if documents else "packed"),
             shard_size=shard_size, seed=seed, mix_seed=mix_seed, min_copy_gap=min_copy_gap,
             provenance=provenance, sample=sample, text_column=text_column, workers=workers,

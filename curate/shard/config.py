@@ -10,6 +10,8 @@ a name), e.g.
     seq_len: 2048
     shard_size: 256MB
     seed: 0
+    format: [parquet, megatron, mds]    # or "parquet,megatron"; see curate/shard/formats.py
+    per_pool: true                      # also each pool once, for the trainer's own blend
 """
 from __future__ import annotations
 
@@ -37,6 +39,14 @@ class ShardConfig(BaseModel):
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     mode: Literal["packed", "documents"] = Field("packed", description="packed sequences or one row per document")
     seq_len: int = Field(2048, ge=2, description="tokens per packed sequence")
+    format: list[Literal["parquet", "megatron", "nanotron", "mds", "litdata"]] = Field(
+        default_factory=lambda: ["parquet"], description="files to write: parquet, megatron (.bin/.idx), "
+        "nanotron (datatrove .ds), mds (MosaicML streaming), litdata (LitGPT chunks); several allowed")
+    shifted_targets: bool | None = Field(None, description="packed rows of seq_len + 1 tokens (inputs and "
+                                         "shifted targets in one row, as nanotron and LitGPT read them); "
+                                         "default: on when nanotron or litdata is written")
+    per_pool: bool = Field(False, description="also write each pool's planned documents once, per pool, in "
+                           "the chosen formats, with trainer-side weights (blend/)")
     shard_size: int = Field(128 << 20, ge=1 << 12, description="target shard size, as bytes of int32 token ids "
                             "(a packing worker holds about 4x this)")
     seed: int = Field(0, description="order: the shuffle of sequences within each shard")
@@ -63,6 +73,25 @@ class ShardConfig(BaseModel):
     @classmethod
     def _size(cls, v: Any) -> Any:
         return parse_size(v) if isinstance(v, str) else v
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _formats(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if isinstance(v, (list, tuple)):
+            v = list(dict.fromkeys(v))  # keep the first of repeats, in order
+            if not v:
+                raise ValueError("format: name at least one of parquet, megatron, nanotron, mds, litdata")
+        return v
+
+    @property
+    def row_len(self) -> int:
+        """Tokens per packed row: seq_len, or seq_len + 1 with shifted targets."""
+        shifted = self.shifted_targets
+        if shifted is None:
+            shifted = any(f in ("nanotron", "litdata") for f in self.format)
+        return self.seq_len + (1 if shifted and self.mode == "packed" else 0)
 
     @field_validator("tokenizer", mode="before")
     @classmethod

@@ -44,10 +44,12 @@ from curate.io import read_json, write_json_atomic
 
 from . import mixer
 from .config import ShardConfig
+from .formats import FORMAT_DIRS
 from .inputs import MixTargets, mix_targets
 from .manifest import FORMAT, MANIFEST, read_manifest, shard_name, write_manifest
 from .tasks import load_marker
 from .tokenizer import Tokenizer, worker_env
+from .trainers import merge_indexes, write_blends
 from .writer import BODY, HEAD, index_path
 
 WORK = "_work"
@@ -217,6 +219,14 @@ def _same_size(path: str, size: int | None) -> bool:
         return False
 
 
+def _outputs_intact(out: Path, rec: dict[str, Any]) -> bool:
+    """Every file a finished task recorded is still there at its size."""
+    files = [(rec["file"], rec["bytes"])] if rec.get("file") else []
+    for f in (rec.get("formats") or {}).values():
+        files += [(x["file"], x["bytes"]) for x in f["files"]]
+    return all(_same_size(str(out / name), size) for name, size in files)
+
+
 def _task_id(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
@@ -224,7 +234,7 @@ def _task_id(*parts: Any) -> str:
 def _buckets(cfg: ShardConfig, total: int, docs_estimate: int) -> int:
     b = max(1, math.ceil(total * 4 / cfg.shard_size))
     if cfg.mode == "packed":
-        return max(1, min(b, total // (4 * cfg.seq_len)))
+        return max(1, min(b, total // (4 * cfg.row_len)))
     return max(1, min(b, docs_estimate // 4))
 
 
@@ -298,7 +308,9 @@ class ShardRun:
         for p in self.out.glob("shard-*.parquet"):
             p.unlink()
         (self.out / MANIFEST).unlink(missing_ok=True)
-        for sub in ("scatter", "pack", "mix"):
+        for sub in (*FORMAT_DIRS.values(), "pools", "blend"):
+            shutil.rmtree(self.out / sub, ignore_errors=True)
+        for sub in ("scatter", "pack", "mix", "pool_out"):
             shutil.rmtree(self.work / sub, ignore_errors=True)
 
     def run(self) -> ShardResult:
@@ -337,17 +349,22 @@ class ShardRun:
             pool_mix = self._mix(ray, targets, pools, tok_records)
             buckets, scatter = self._scatter(ray, targets, pool_mix, tok_records, pools, fp)
             self._maybe_fail("scatter")
-            records = self._pack(ray, targets, buckets, scatter)
+            records = self._pack(ray, targets, buckets, scatter, tok)
             self._maybe_fail("pack")
+            pool_out = self._pool_outputs(ray, targets, pool_mix, tok_records, tok) if self.cfg.per_pool else {}
         finally:
             for a in self.actors:
                 ray.kill(a)
             ray_ctx.close()
         self.timing["total_s"] = time.monotonic() - t_start
         manifest = self._manifest(targets, tok, fp, pools, pool_mix, records, buckets)
+        manifest["formats"] = merge_indexes(self.out, "", manifest["shards"], self.cfg.format, tok.vocab_size)
+        if pool_out:
+            manifest["pool_outputs"] = pool_out
+        manifest["blend"] = write_blends(self.out, manifest)
         write_manifest(self.out, manifest)
         running.unlink(missing_ok=True)
-        for sub in ("scatter", "pack", "mix"):
+        for sub in ("scatter", "pack", "mix", "pool_out"):
             shutil.rmtree(self.work / sub, ignore_errors=True)
         if not self.cfg.keep_cache:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -511,7 +528,7 @@ class ShardRun:
                        for pm in pool_mix)
         B = _buckets(cfg, total, docs_est)
         by_name = {pm.name: pm for pm in pool_mix}
-        seq_len = cfg.seq_len if cfg.mode == "packed" else None
+        seq_len = cfg.row_len if cfg.mode == "packed" else None
         calls, tasks, done = [], [], []
         for r in records:
             if not r["documents"]:
@@ -535,7 +552,7 @@ class ShardRun:
         return B, results
 
     # -------------------------------------------------------------- 4. pack
-    def _pack(self, ray, targets: MixTargets, B: int, scatter: list[dict]) -> list[dict]:
+    def _pack(self, ray, targets: MixTargets, B: int, scatter: list[dict], tok: Tokenizer) -> list[dict]:
         t0 = time.monotonic()
 
         cfg = self.cfg
@@ -561,25 +578,64 @@ class ShardRun:
                 out.append((files[int(fi)], rows[rows[:, 0] == fi][:, 1:]))
             return out
 
-        plans = bucket_plans(size, cfg.mode, cfg.seq_len)
+        plans = bucket_plans(size, cfg.mode, cfg.row_len)
         pool_names = [p.name for p in targets.pools]
         calls, done = [], []
         for p in plans:
             marker = self.work / "pack" / f"{p['bucket']:05d}.json"
             rec = load_marker(marker) if self.resume else None
-            shard = self.out / shard_name(p["bucket"])
-            if rec is not None and shard.is_file() and shard.stat().st_size == rec["bytes"]:
+            if rec is not None and _outputs_intact(self.out, rec):
                 done.append(rec)
                 continue
             follows = [(take, refs(nb, HEAD)) for nb, take in p["follow"]]
             calls.append(("pack_task", (p, refs(p["bucket"], BODY), follows),
-                          dict(mode=cfg.mode, seq_len=cfg.seq_len, seed=cfg.seed, pool_names=pool_names,
+                          dict(mode=cfg.mode, seq_len=cfg.row_len, seed=cfg.seed, pool_names=pool_names,
                                provenance=cfg.provenance, out_dir=str(self.out), marker=str(marker),
-                               compression=cfg.compression, compression_level=cfg.compression_level)))
+                               compression=cfg.compression, compression_level=cfg.compression_level,
+                               formats=tuple(cfg.format), vocab_size=tok.vocab_size,
+                               tokenizer_name=cfg.tokenizer.name)))
         self.log(f"pack: {len(calls)} shards" + (f" ({len(done)} done before)" if done else ""))
         results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "pack") if calls else [])
         self.timing["pack_s"] = time.monotonic() - t0
         return sorted(results, key=lambda r: r["bucket"])
+
+    # -------------------------------------------------------------- 4b. each pool once (per_pool)
+    def _pool_outputs(self, ray, targets: MixTargets, pool_mix: list[mixer.PoolMix], records: list[dict],
+                      tok: Tokenizer) -> dict[str, Any]:
+        t0 = time.monotonic()
+        cfg = self.cfg
+        by_name = {pm.name: pm for pm in pool_mix}
+        calls, done, parts = [], [], {}
+        for r in sorted((r for r in records if r["documents"]), key=lambda r: (r["pool"], r["file"], r["row_start"],
+                                                                             r["u_lo"])):
+            k = parts.setdefault(r["pool"], [])
+            part = f"part-{len(k):05d}"
+            k.append(part)
+            marker = self.work / "pool_out" / f"{_task_id('pool_out/v1', r['id'], r['pool'], part)}.json"
+            rec = load_marker(marker) if self.resume else None
+            if rec is not None and _outputs_intact(self.out, rec):
+                done.append(rec)
+                continue
+            calls.append(("pool_output_task", (r["cache"], by_name[r["pool"]].to_dict(), part),
+                          dict(mix_seed=cfg.mix_seed, gap=cfg.min_copy_gap, row_len=cfg.row_len,
+                               formats=list(cfg.format), out_dir=str(self.out), vocab_size=tok.vocab_size,
+                               tokenizer_name=cfg.tokenizer.name, marker=str(marker))))
+        self.log(f"per-pool outputs: {len(calls)} tasks" + (f" ({len(done)} done before)" if done else ""))
+        results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "per-pool") if calls else [])
+        out: dict[str, Any] = {}
+        for p in targets.pools:
+            recs = sorted((r for r in results if r["pool"] == p.name), key=lambda r: r["part"])
+            tokens = sum(r["tokens"] for r in recs)
+            out[p.name] = {"tokens": tokens, "documents": sum(r["documents"] for r in recs),
+                           "planned_tokens": p.planned_tokens,
+                           "epochs": p.planned_tokens / tokens if tokens else None,
+                           "parts": [{"part": r["part"], "tokens": r["tokens"], "documents": r["documents"],
+                                      "formats": r["formats"]} for r in recs],
+                           "formats": merge_indexes(self.out, f"pools/{p.name}/",
+                                                    [{"formats": r["formats"], "tokens": r["tokens"]} for r in recs],
+                                                    [f for f in cfg.format if f != "parquet"], tok.vocab_size)}
+        self.timing["per_pool_s"] = time.monotonic() - t0
+        return out
 
     # -------------------------------------------------------------- 5. manifest
     def _manifest(self, targets: MixTargets, tok: Tokenizer, fp: str, pools: dict, pool_mix: list[mixer.PoolMix],
@@ -607,8 +663,8 @@ class ShardRun:
                 "weight": p.weight, "realised_weight": real / max(1, targets.total_tokens),
                 "files": len(p.files),
             })
-        shards = [{k: r[k] for k in ("bucket", "file", "rows", "tokens", "bytes", "sha256", "row_groups",
-                                     "pool_tokens", "partial_rows")} for r in records]
+        shards = [{k: r.get(k) for k in ("bucket", "file", "rows", "tokens", "bytes", "sha256", "row_groups",
+                                     "pool_tokens", "partial_rows", "formats")} for r in records]
         cols = {"input_ids": "list<int32>"}
         if cfg.provenance:
             cols.update({"segments": "list<struct<pool, doc, epoch, offset, length>>"} if cfg.mode == "packed"
@@ -623,6 +679,7 @@ class ShardRun:
             "format": FORMAT, "created_at": datetime.now(timezone.utc).isoformat(),
             "curate_version": curate_version, "fingerprint": fp,
             "mode": cfg.mode, "seq_len": cfg.seq_len if cfg.mode == "packed" else None,
+            "row_tokens": cfg.row_len if cfg.mode == "packed" else None,
             "seed": cfg.seed, "mix_seed": cfg.mix_seed, "min_copy_gap": cfg.min_copy_gap,
             "buckets": B, "tokenizer": tok.identity(), "columns": cols,
             "plan": {"path": targets.plan_path, "sha256": targets.plan_sha256, "content": targets.plan,

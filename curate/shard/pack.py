@@ -42,6 +42,30 @@ class Packed:
     tokens: int
     pool_tokens: np.ndarray  # tokens per pool index
     partial: int  # rows shorter than seq_len (0, or 1 in the last bucket)
+    segment_lengths: np.ndarray | None = None  # document pieces of the rows, row by row (in row order)
+    segments_per_row: np.ndarray | None = None
+
+
+def ragged_take(values: np.ndarray, counts: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of `values` (`counts` long each, back to back) taken in `order`."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+    new = counts[order]
+    n = int(new.sum())
+    first = np.cumsum(new) - new
+    idx = np.repeat(starts[order] - first, new) + np.arange(n, dtype=np.int64)
+    return values[idx], new
+
+
+def row_segments(starts: np.ndarray, total: int, seq_len: int, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lengths of the document pieces of each packed row (pieces cut where a document starts or a row
+    does), rows taken in `order`: what a trainer needs to mask attention across documents."""
+    cuts = np.union1d(starts, np.arange(0, total, seq_len, dtype=np.int64))
+    seg = np.diff(np.append(cuts, total))
+    keep = seg > 0
+    cuts, seg = cuts[keep], seg[keep]
+    per_row = np.bincount(cuts // seq_len, minlength=-(-total // seq_len)).astype(np.int64)
+    return ragged_take(seg, per_row, order)
 
 
 def sort_rows(tables: list[pa.Table]) -> pa.Table:
@@ -135,7 +159,8 @@ def pack_bucket(own: pa.Table, follows: list[tuple[int, pa.Table]], plan: Bucket
     cols = {"input_ids": pa.ListArray.from_arrays(np_array(offsets), np_array(values, pa.int32()))}
     if provenance:
         cols["segments"] = _segments(info, plan.total, seq_len, pool_names).take(np_array(order))
-    return Packed(pa.table(cols), plan.total, pool_tokens, int(rest > 0))
+    seg, per_row = row_segments(info["start"], plan.total, seq_len, order)
+    return Packed(pa.table(cols), plan.total, pool_tokens, int(rest > 0), seg, per_row)
 
 
 def documents_bucket(own: pa.Table, bucket: int, seed: int, pool_names: list[str],
@@ -151,4 +176,5 @@ def documents_bucket(own: pa.Table, bucket: int, seed: int, pool_names: list[str
         cols["pool"] = pa.DictionaryArray.from_arrays(np_array(info["pool"], pa.int32()), pa.array(pool_names))
         cols["doc"] = t["doc_hash"]
         cols["epoch"] = t["epoch"]
-    return Packed(pa.table(cols), int(info["len"].sum()), pool_tokens, 0)
+    lens = info["len"].astype(np.int64)
+    return Packed(pa.table(cols), int(lens.sum()), pool_tokens, 0, lens, np.ones(len(lens), dtype=np.int64))

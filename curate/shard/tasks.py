@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import formats as fmt
 from . import mixer
 from .manifest import shard_name
 from .pack import BucketPlan, documents_bucket, pack_bucket, sort_rows
@@ -197,11 +198,38 @@ def _read_refs(refs: list[tuple[str, np.ndarray]]) -> list[pa.Table]:
     return tables
 
 
+def write_formats(out_dir: str, name: str, rank: int, rows: fmt.Rows, formats: list[str], vocab_size: int,
+                  tokenizer_name: str, sub: str = "") -> dict[str, Any]:
+    """Write `rows` in every non-Parquet format asked for; per format its files and counts (and, for
+    MDS and LitData, what the merged index needs)."""
+    root = Path(out_dir)
+    out: dict[str, Any] = {}
+    for f in formats:
+        base = f"{sub}{fmt.FORMAT_DIRS[f]}" if f != "parquet" else ""
+        extra: dict[str, Any] = {}
+        if f == "parquet":
+            continue
+        if f == "megatron":
+            recs = fmt.write_megatron(root, f"{base}/{name}", rows, vocab_size)
+        elif f == "nanotron":
+            recs = fmt.write_nanotron(root, f"{base}/{name}", rows, vocab_size, tokenizer_name)
+        elif f == "mds":
+            recs, index = fmt.write_mds(root, f"{base}/{name}", rows, vocab_size)
+            extra = {"partition": name, "index": index}
+        else:
+            recs, chunks = fmt.write_litdata(root, base, rank, rows, vocab_size)
+            extra = {"chunks": chunks}
+        out[f] = {"files": [r.to_dict() for r in recs], "rows": rows.rows, "tokens": rows.tokens,
+                  "segments": int(len(rows.segment_lengths)), **extra}
+    return out
+
+
 def pack_task(plan: dict[str, Any], own: list[tuple[str, np.ndarray]],
               follows: list[tuple[int, list[tuple[str, np.ndarray]]]], *, mode: str, seq_len: int, seed: int,
               pool_names: list[str], provenance: bool, out_dir: str, marker: str, compression: str,
-              compression_level: int | None) -> dict[str, Any]:
-    """Write one shard: the sequences (or documents) of one bucket."""
+              compression_level: int | None, formats: tuple[str, ...] = ("parquet",), vocab_size: int = 0,
+              tokenizer_name: str = "") -> dict[str, Any]:
+    """Write one shard, in every format asked for: the sequences (or documents) of one bucket."""
     t0 = time.perf_counter()
     bp = BucketPlan(plan["bucket"], plan["skip"], [tuple(f) for f in plan["follow"]], plan["total"], plan["last"])
     rows = sort_rows(_read_refs(own))
@@ -213,13 +241,70 @@ def pack_task(plan: dict[str, Any], own: list[tuple[str, np.ndarray]],
         packed = documents_bucket(rows, bp.bucket, seed, pool_names, provenance)
     rss = _rss_mb()
     del rows
-    sf = write_shard(Path(out_dir) / shard_name(bp.bucket), packed.table, packed.tokens, compression,
-                     compression_level)
-    record = {"bucket": bp.bucket, "file": sf.file, "rows": sf.rows, "tokens": sf.tokens, "bytes": sf.bytes,
-              "sha256": sf.sha256, "row_groups": sf.row_groups, "partial_rows": packed.partial,
-              "pool_tokens": {pool_names[i]: int(v) for i, v in enumerate(packed.pool_tokens) if v},
-              "read_s": t_read, "wall_s": time.perf_counter() - t0, "rss_mb": max(rss, _rss_mb()),
-              "pid": os.getpid()}
+    name = shard_name(bp.bucket)
+    t1 = time.perf_counter()
+    if "parquet" in formats:
+        sf = write_shard(Path(out_dir) / name, packed.table, packed.tokens, compression, compression_level)
+        record = {"file": sf.file, "bytes": sf.bytes, "sha256": sf.sha256, "row_groups": sf.row_groups}
+    else:
+        record = {"file": None, "bytes": 0, "sha256": None, "row_groups": []}
+    write_s = {"parquet": time.perf_counter() - t1}
+    others = [f for f in formats if f != "parquet"]
+    by_format: dict[str, Any] = {}
+    if others:
+        ids = packed.table["input_ids"]
+        trows = fmt.Rows(list_values(ids), list_lengths(ids), packed.segment_lengths, packed.segments_per_row)
+        stem = name.removesuffix(".parquet")
+        for f in others:
+            t2 = time.perf_counter()
+            by_format.update(write_formats(out_dir, stem, bp.bucket, trows, [f], vocab_size, tokenizer_name))
+            write_s[f] = time.perf_counter() - t2
+    record.update({"bucket": bp.bucket, "rows": packed.table.num_rows, "tokens": packed.tokens,
+                   "partial_rows": packed.partial, "formats": by_format,
+                   "pool_tokens": {pool_names[i]: int(v) for i, v in enumerate(packed.pool_tokens) if v},
+                   "read_s": t_read, "write_s": write_s, "wall_s": time.perf_counter() - t0,
+                   "rss_mb": max(rss, _rss_mb()), "pid": os.getpid()})
+    write_marker(marker, record)
+    return record
+
+
+def pool_output_task(cache: str, pool: dict[str, Any], part: str, *, mix_seed: int, gap: float, row_len: int,
+                     formats: list[str], out_dir: str, vocab_size: int, tokenizer_name: str,
+                     marker: str) -> dict[str, Any]:
+    """One token-cache file's share of its pool, once: every document the plan's first pass over the
+    pool takes (all of them when the plan reads the pool for an epoch or more; else the planned sample,
+    its boundary document cut), in that pass's order. Documents for Megatron and nanotron (which pack
+    themselves); rows of `row_len` for MDS and LitData (the part's last row may be shorter)."""
+    t0 = time.perf_counter()
+    pm = mixer.PoolMix(pool["name"], pool["index"], pool["planned_tokens"], pool["tokenized_tokens"],
+                       pool["full_epochs"], pool["remainder"],
+                       mixer.Boundary.from_dict(pool["boundary"]) if pool.get("boundary") else None)
+    t = read_token_cache(cache)
+    h = t["doc_hash"].to_numpy()
+    ref = t["doc_ref"].to_numpy()
+    n = t["n_tokens"].to_numpy().astype(np.int64)
+    sel = mixer.select_copies(pm, h, ref, n, mix_seed, gap)
+    if sel:
+        _, take, g, kept = sel[0]
+        order = np.lexsort((ref[take], h[take], g))
+        take, kept = take[order], kept[order]
+    else:
+        take, kept = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    tokens = t["tokens"].combine_chunks()
+    values = list_values(_truncate(tokens.take(np_array(take)), n[take], kept)) if len(take) else \
+        np.zeros(0, np.int32)
+    sub = f"pools/{pm.name}/"
+    out: dict[str, Any] = {}
+    if len(take):
+        for f in formats:
+            if f == "parquet":
+                continue
+            rows = fmt.documents_as_rows(values, kept) if f in ("megatron", "nanotron") else \
+                fmt.pack_documents(values, kept, row_len)
+            rank = int(part.rsplit("-", 1)[-1])
+            out.update(write_formats(out_dir, part, rank, rows, [f], vocab_size, tokenizer_name, sub))
+    record = {"pool": pm.name, "part": part, "documents": int(len(take)), "tokens": int(kept.sum()),
+              "formats": out, "wall_s": time.perf_counter() - t0, "rss_mb": _rss_mb()}
     write_marker(marker, record)
     return record
 
@@ -234,5 +319,6 @@ def load_marker(path: str | Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["tokenize_task", "mix_stats_task", "scatter_task", "pack_task", "load_marker", "list_lengths",
+__all__ = ["tokenize_task", "mix_stats_task", "scatter_task", "pack_task", "pool_output_task", "load_marker",
+           "list_lengths",
            "HEAD", "BODY"]
