@@ -63,12 +63,15 @@ def _type_names(exc: BaseException) -> set[str]:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """exc, then what it wraps: Ray's `cause` (the exception raised inside a task) and __cause__."""
+    """exc, then what it wraps: Ray's `cause` (the exception raised inside a task) and __cause__.
+    A RayTaskError itself is skipped: its text is the remote traceback (and when Ray makes it an
+    instance of the cause's class too, it still carries none of the cause's attributes)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        yield cur
+        if "ray.exceptions.RayTaskError" not in _type_names(cur):
+            yield cur
         nxt = getattr(cur, "cause", None)
         cur = nxt if isinstance(nxt, BaseException) else cur.__cause__
 

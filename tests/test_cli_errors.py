@@ -211,7 +211,7 @@ def test_discovers_every_command():
         assert c.inputs or c.name == "stages", f"`curate {c.name}` has no input: add it to OPTIONAL_INPUTS"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _no_ray(monkeypatch):
     """A bad input must be refused before any work starts: starting Ray here is a failure."""
     import ray
@@ -229,6 +229,7 @@ def counted_skip(case: Case, mode: str) -> bool:
 
 @pytest.mark.parametrize("case,mode", [(c, m) for c in CASES if c.inputs for m in MODES if not counted_skip(c, m)],
                          ids=lambda v: v.name.replace(" ", "-") if isinstance(v, Case) else v)
+@pytest.mark.usefixtures("_no_ray")
 def test_bad_input_is_one_line(case, mode, tmp_path):
     out = run_case(case, tmp_path, mode)
     shown = "\n".join(out.lines)
@@ -240,6 +241,93 @@ def test_bad_input_is_one_line(case, mode, tmp_path):
     assert out.exit_code == 2, shown
 
 
+# ------------------------------------------------------------------ what is a user error, what a bug
+def test_user_and_bug_classification(tmp_path):
+    from pydantic import BaseModel, ValidationError
+    from ray.exceptions import RayTaskError
+
+    from curate.errors import UserError, user_message
+    from curate.runner import StageFailed
+    from processors.base import ProcessorError
+
+    missing = FileNotFoundError(2, "No such file or directory", "/data/x.parquet")
+    assert user_message(missing) == "/data/x.parquet: does not exist"
+    assert user_message(ProcessorError("quality: model_path 'm.bin' does not exist")) == \
+        "quality: model_path 'm.bin' does not exist"
+    assert user_message(UserError("a\nb")) == "a; b"  # one line, always
+    # raised inside a Ray task: the task's own error decides
+    assert user_message(RayTaskError("read", "remote traceback", missing)) == "/data/x.parquet: does not exist"
+    assert user_message(RayTaskError("read", "remote traceback", missing).as_instanceof_cause()) == \
+        "/data/x.parquet: does not exist"
+    assert user_message(RayTaskError("f", "tb", KeyError("text"))) is None  # a bug: traceback
+    # a failed step is one line when what failed is a user error (a full disk), a traceback when a bug
+    for cause, expected in ((OSError(28, "No space left on device"), True), (TypeError("bad operand"), False)):
+        try:
+            try:
+                raise RayTaskError("write", "tb", cause)
+            except RayTaskError as e:
+                raise StageFailed(f"step 'dedup' failed: {type(cause).__name__}: {cause}") from e
+        except StageFailed as failed:
+            assert (user_message(failed) is not None) == expected
+    # malformed files name themselves even when the error does not carry the name
+    bad = tmp_path / "pools.json"
+    bad.write_text('{"pools": [')
+    try:
+        json.loads(bad.read_text())
+    except ValueError as e:
+        assert user_message(e) == f"{bad}: not valid JSON (Expecting value: line 1 column 12)"
+
+    class M(BaseModel):
+        n: int
+
+    try:
+        M(n="x")
+    except ValidationError as e:
+        assert user_message(e) == "M: n: Input should be a valid integer, unable to parse string as an integer"
+    for bug in (KeyError("x"), TypeError("y"), AttributeError("z"), ValueError("w"), AssertionError()):
+        assert user_message(bug) is None
+
+
+def test_user_error_inside_a_real_ray_task_is_one_line(ray_session, tmp_path):
+    from curate.errors import user_message
+
+    @ray_session.remote
+    def read(path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    with pytest.raises(Exception) as e:
+        ray_session.get(read.remote(str(tmp_path / "gone.json")))
+    assert user_message(e.value) == f"{tmp_path / 'gone.json'}: does not exist"
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("CURATE_DEBUG", raising=False)  # and unset again after this test
+    args = ["plan", "qqt", "--params-file", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "q")]
+    assert CliRunner().invoke(_root(), args).exit_code == 2
+    res = CliRunner().invoke(_root(), ["--debug"] + args)
+    assert isinstance(res.exception, FileNotFoundError)  # re-raised: python prints its traceback
+    os.environ.pop("CURATE_DEBUG")  # --debug set it for this process (and its Ray workers)
+    assert CliRunner().invoke(_root(), args).exit_code == 2
+    monkeypatch.setenv("CURATE_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(_root(), args).exception, FileNotFoundError)
+
+
+def run_counted_skip(case: Case, tmp: Path, mode: str) -> str:
+    """A counted skip runs for real (Ray included): the table shows the exit code and the stats."""
+    import subprocess
+
+    args, _ = args_for(case, tmp, mode)
+    res = subprocess.run([str(REPO / ".venv" / "bin" / "curate"), *args, "--no-progress", "--num-cpus", "2"],
+                         capture_output=True, text=True, timeout=600)
+    stats = sorted((tmp / mode).glob("*-new/*/_stats.json"))
+    summary = "; ".join(f"docs_out={d['docs_out']}, drops={d['drops']}" for d in
+                        (json.loads(p.read_text()) for p in stats))
+    return f"counted skip, exit {res.returncode}: {summary or res.stderr.strip()[-200:]}"
+
+
 def table(tmp: Path) -> str:
     rows = ["| command | missing input | empty file | truncated file |", "|---|---|---|---|"]
     for case in CASES:
@@ -247,6 +335,9 @@ def table(tmp: Path) -> str:
             continue
         cells = []
         for mode in MODES:
+            if counted_skip(case, mode):
+                cells.append(run_counted_skip(case, tmp / case.name.replace(" ", "_"), mode))
+                continue
             o = run_case(case, tmp / case.name.replace(" ", "_"), mode)
             shown = " / ".join(o.lines)[:300].replace("|", "\\|").replace(str(tmp), "$TMP")
             cells.append(f"`{shown}` (exit {o.exit_code})")
