@@ -174,7 +174,8 @@ def verify(folder: Path = typer.Argument(..., help="A shard folder (holding mani
         typer.echo(f"{folder}: {len(report.problems)} problem(s)", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"{folder}: OK — {report.shards_checked} shards, {report.rows:,} rows, {report.tokens:,} tokens, "
-               f"{report.bytes:,} bytes, checksums match")
+               f"{report.bytes:,} bytes, checksums match"
+               + (f"; {report.format_files:,} trainer-format files checked" if report.format_files else ""))
 
 
 if __name__ == "__main__":  # `python -m curate.shard.cli ...` until `curate shard` is mounted

@@ -1,5 +1,8 @@
 """`curate shard verify DIR`: re-read every shard and check it against manifest.json.
 
+The trainer formats (Megatron, nanotron, MDS, LitData; mixed and per-pool) are checked by
+verify_formats.py.
+
 Per shard: present, size, SHA-256, readable as Parquet, row groups, row and token counts, every
 packed row seq_len long (bar the run's last), token ids inside the vocabulary, per-pool tokens
 adding up. Then the totals and the per-pool realised tokens against the shards, and shard files on
@@ -16,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .manifest import ManifestError, read_manifest
+from .verify_formats import verify_trainer_formats
 from curate.shard.tokenizer import sha256_file
 
 
@@ -27,6 +31,7 @@ class VerifyReport:
     rows: int = 0
     tokens: int = 0
     bytes: int = 0
+    format_files: int = 0  # trainer-format files checked (verify_formats.py)
 
     @property
     def ok(self) -> bool:
@@ -73,7 +78,7 @@ def _check_shard(folder: Path, s: dict[str, Any], m: dict[str, Any], is_last: bo
         report.problems.append(f"{name}: per-pool tokens add up to {sum(s['pool_tokens'].values()):,}, "
                                f"not the shard's {s['tokens']:,}")
     if m.get("mode") == "packed" and len(lengths):
-        L = m["seq_len"]
+        L = m.get("row_tokens") or m["seq_len"]
         short = np.flatnonzero(lengths != L)
         allowed = {len(lengths) - 1} if is_last else set()
         bad = [int(i) for i in short if int(i) not in allowed or lengths[i] > L]
@@ -101,9 +106,11 @@ def verify_shards(folder: str | Path) -> VerifyReport:
     shards = m.get("shards", [])
     pool_sum: dict[str, int] = {}
     for i, s in enumerate(shards):
-        _check_shard(folder, s, m, i == len(shards) - 1, report)
+        if s.get("file"):  # None: Parquet not written (--format without parquet)
+            _check_shard(folder, s, m, i == len(shards) - 1, report)
         for k, v in s.get("pool_tokens", {}).items():
             pool_sum[k] = pool_sum.get(k, 0) + v
+    report.format_files = verify_trainer_formats(folder, m, report.problems.append)
     listed = {s["file"] for s in shards}
     for p in sorted(folder.glob("shard-*.parquet")):
         if p.name not in listed:
