@@ -167,7 +167,7 @@ def _direct_message(exc: BaseException) -> str | None:
         where = _where(exc)
         return f"{where}not valid CSV ({one_line(str(exc))})" if where else None
     if "pydantic_core._pydantic_core.ValidationError" in names:
-        return validation_message(exc)
+        return f"{_where(exc)}{validation_message(exc)}"  # the file whose content it validated
     if isinstance(exc, MemoryError):
         return "out of memory (MemoryError)"
     return None

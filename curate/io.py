@@ -61,10 +61,11 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def check_inputs(uris: list[str], parquet: bool, what: str) -> None:
+def check_inputs(uris: list[str], parquet: bool, what: str, columns: dict[str, str] | None = None) -> None:
     """Refuse unusable local inputs before any work starts (and before Ray starts): Parquet files
-    whose footer cannot be read (empty, cut short, not Parquet; ~1 ms each), or a run whose every
-    input is empty. One empty file among others is the reader's counted skip, not an error."""
+    whose footer cannot be read (empty, cut short, not Parquet; ~1 ms each) or that lack a column
+    a stage needs (`columns`: column -> the stage needing it), or a run whose every input is
+    empty. One empty file among others is the reader's counted skip, not an error."""
     from curate.errors import UserError, one_line
     from processors.uris import is_remote
 
@@ -76,9 +77,13 @@ def check_inputs(uris: list[str], parquet: bool, what: str) -> None:
     if parquet:
         for p in paths:
             try:
-                pq.read_metadata(p)
+                names = pq.read_metadata(p).schema.to_arrow_schema().names
             except (pa.ArrowException, OSError) as e:
                 raise UserError(f"{p}: not a readable Parquet file ({one_line(str(e))})") from None
+            missing = [c for c in (columns or {}) if c not in names]
+            if missing:
+                raise UserError(f"{p}: no column {missing[0]!r}, which stage {columns[missing[0]]!r} needs "
+                                f"(columns: {', '.join(names)})")
 
 
 class AtomicParquetWriter:

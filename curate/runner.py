@@ -347,6 +347,20 @@ def _ship_states(cfg: PipelineConfig, processors: dict[str, Any]) -> dict[str, s
     return digests
 
 
+def _input_columns(cfg: PipelineConfig, processors: dict[str, Any]) -> dict[str, str]:
+    """Columns Parquet inputs must hold: those a stage requires and no earlier stage provides
+    (column -> the first stage needing it)."""
+    provided: set[str] = set()
+    needed: dict[str, str] = {}
+    for spec in cfg.stages:
+        proc = processors[spec.name]
+        for column in proc.requires:
+            if column not in provided:
+                needed.setdefault(column, spec.name)
+        provided |= set(proc.provides)
+    return needed
+
+
 def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                  source: str = "<pipeline>") -> RunResult:
     opts = opts or RunOptions()
@@ -374,7 +388,8 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
         tasks = [(None, u) for u in expand_all(cfg.inputs, suffixes=(".parquet",), ignore_prefixes=DATASET_IGNORE)]
     if not tasks:
         raise ConfigError(f"{source}: no input files (inputs: {cfg.inputs})")
-    check_inputs([u for _, u in tasks], parquet=not readers, what=source)  # before Ray starts
+    check_inputs([u for _, u in tasks], parquet=not readers, what=source,  # before Ray starts
+                 columns=None if readers else _input_columns(cfg, processors))
 
     all_stats: list[StageStats] = []
     upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()

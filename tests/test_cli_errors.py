@@ -241,6 +241,28 @@ def test_bad_input_is_one_line(case, mode, tmp_path):
     assert out.exit_code == 2, shown
 
 
+@pytest.mark.usefixtures("_no_ray")
+def test_wrong_schema_is_one_line_naming_the_file(tmp_path):
+    """Readable files of the wrong shape: a Parquet file without `text`, a pools.json without pools,
+    a losses CSV without the target column."""
+    docs = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"id": ["a"], "body": ["no text column here"]}), docs)
+    pools = tmp_path / "pools.json"
+    pools.write_text('{"version": 1, "buckets": []}')
+    csv = tmp_path / "runs.csv"
+    csv.write_text("index,a,b\n" + "".join(f"{i},0.{i},0.{9 - i}\n" for i in range(10)))
+    for args, bad, says in (
+        (["filter", str(docs), "-o", str(tmp_path / "f")], docs, "no column 'text', which stage 'language_id' needs"),
+        (["plan", "--pools", str(pools), "--out", str(tmp_path / "p")], pools, "pools"),
+        (["plan", "regmix", "--mixtures", str(csv), "--losses", str(csv), "--out", str(tmp_path / "r")], csv,
+         "no loss column for --target 'pile_cc'"),
+    ):
+        res = CliRunner().invoke(_root(), args)
+        lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+        assert res.exit_code == 2 and len(lines) == 1, res.output
+        assert lines[0].startswith(f"error: {bad}: ") and says in lines[0], lines[0]
+
+
 # ------------------------------------------------------------------ what is a user error, what a bug
 def test_user_and_bug_classification(tmp_path):
     from pydantic import BaseModel, ValidationError
