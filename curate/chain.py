@@ -105,7 +105,8 @@ def apply_per_source(proc: Processor, only: list[str] | None, table: pa.Table,
         st.busy_s += time.perf_counter() - t0
         st.drops.update(result.drops)
         st.counters.update(result.counters)
-        st.count_source(source, part.num_rows, result.table.num_rows, result.drops)
+        st.count_source(source, part.num_rows, result.table.num_rows, result.drops,
+                        counters={k: result.counters[k] for k in proc.summary_counters if result.counters.get(k)})
         outs.append(result.table)
         if side is not None and result.side is not None and result.side.num_rows:
             side.append(result.side)

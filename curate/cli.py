@@ -151,11 +151,13 @@ def filter_(
                                             "(e.g. en,de); default: the language_id stage's default."),
     lang_threshold: Optional[float] = typer.Option(None, help="Minimum fastText language score."),
     blocklist: Optional[Path] = typer.Option(None, help="File of blocked domains/URLs; adds url_blocklist."),
+    pii: bool = typer.Option(False, "--pii", help="Then redact e-mail, public IP addresses and phone "
+                             "numbers (docs/hygiene.md); --set pii.phone=drop|count|off per kind."),
     address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
     workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
     sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
 ) -> None:
-    """Language ID, Gopher/C4/FineWeb quality rules and a URL blocklist; each drop counted by reason."""
+    """Language ID, Gopher/C4/FineWeb quality rules, a URL blocklist and PII redaction; each drop counted by reason."""
     kinds = [r.strip() for r in rules.split(",") if r.strip()]
     if blocklist is not None and "url_blocklist" not in kinds:
         kinds.insert(0, "url_blocklist")
@@ -170,6 +172,10 @@ def filter_(
         if kind == "url_blocklist" and blocklist is not None:
             params["path"] = str(blocklist)
         stages.append({kind: params})
+    if pii and "pii" not in kinds:
+        stages.append({"pii": {}})
+    if not stages:
+        _fail("no stage to run: give --rules and/or --pii")
     cfg = _adhoc("filter", inputs, output, stages, seed, num_cpus, sets)
     _run(cfg, address, resume, force, workers, progress, "curate filter")
 
@@ -193,13 +199,19 @@ def dedup(
                                            "(default), shortest, smallest_id, max:COLUMN, min:COLUMN."),
     side_output: bool = typer.Option(False, "--side-output", help="--minhash: also write the removed "
                                      "documents, with their cluster_id, to OUT/minhash_dedup/_dropped."),
+    paragraphs: bool = typer.Option(False, "--paragraphs", help="Crawl-wide paragraph (line) dedup: "
+                                    "lines found in more than --max-documents documents are removed."),
+    max_documents: Optional[int] = typer.Option(None, help="--paragraphs: a line in more documents than "
+                                                "this is removed (default 1)."),
     address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
     workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
     sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
 ) -> None:
-    """Remove exact (--exact) and/or near (--minhash) duplicates; one survivor per cluster."""
-    if not (exact or minhash):
-        _fail("choose --exact and/or --minhash")
+    """Remove exact (--exact) and/or near (--minhash) duplicates, and/or repeated paragraphs (--paragraphs)."""
+    if not (exact or minhash or paragraphs):
+        _fail("choose --exact, --minhash and/or --paragraphs")
+    if max_documents is not None and not paragraphs:
+        _fail("--max-documents is a --paragraphs option")
     mh_flags = {"threshold": threshold, "num_perm": num_perm, "ngram": ngram, "bands": bands, "rows": rows,
                 "verify": verify, "survivor": survivor, "side_output": side_output or None}
     mh_params = {k: v for k, v in mh_flags.items() if v is not None}
@@ -210,8 +222,46 @@ def dedup(
         stages.append({"exact_dedup": {}})
     if minhash:
         stages.append({"minhash_dedup": mh_params})
+    if paragraphs:
+        stages.append({"paragraph_dedup": {} if max_documents is None else {"max_documents": max_documents}})
     cfg = _adhoc("dedup", inputs, output, stages, seed, num_cpus, sets)
     _run(cfg, address, resume, force, workers, progress, "curate dedup")
+
+
+@app.command()
+def decontaminate(
+    inputs: List[str] = typer.Argument(..., help="Parquet files or folders."),
+    output: Path = OUTPUT,
+    eval_sets: List[str] = typer.Option(..., "--eval", help="An evaluation set as NAME=PATH[,PATH...] "
+                                        "or PATH (named after the file): JSONL, Parquet, text files, "
+                                        "globs or folders; repeatable."),
+    fields: Optional[str] = typer.Option(None, help="JSONL/Parquet fields joined per sample, "
+                                         "comma-separated (default: text), e.g. question,answer."),
+    ngram: Optional[int] = typer.Option(None, help="Words per n-gram (default 13)."),
+    action: Optional[str] = typer.Option(None, help="'drop' the document (default) or 'cut' the "
+                                         "overlapping spans with --set decontaminate.context_chars=N."),
+    address: Optional[str] = ADDRESS, resume: bool = RESUME, force: bool = FORCE,
+    workers: Optional[int] = WORKERS, num_cpus: Optional[int] = NUM_CPUS, seed: int = SEED,
+    sets: Optional[List[str]] = SET, progress: bool = PROGRESS,
+) -> None:
+    """Remove documents (or spans) sharing word n-grams with evaluation sets; what went is kept in
+    OUT/decontaminate/_removed/decontaminate."""
+    specs = []
+    for item in eval_sets:
+        name, sep, paths = item.partition("=")
+        if not sep:
+            name, paths = Path(item.rstrip("/")).name.split(".")[0] or "eval", item
+        if not name or not paths:
+            _fail(f"--eval {item!r}: expected NAME=PATH[,PATH...] or PATH")
+        spec: dict[str, Any] = {"name": name, "paths": [p for p in paths.split(",") if p]}
+        if fields:
+            spec["fields"] = [f.strip() for f in fields.split(",") if f.strip()]
+        specs.append(spec)
+    params: dict[str, Any] = {"eval_sets": specs}
+    params.update({k: v for k, v in (("ngram", ngram), ("action", action)) if v is not None})
+    params["checkpoint"] = True
+    cfg = _adhoc("decontaminate", inputs, output, [{"decontaminate": params}], seed, num_cpus, sets)
+    _run(cfg, address, resume, force, workers, progress, "curate decontaminate")
 
 
 @app.command()

@@ -47,7 +47,7 @@ class StageStats:
     by_source: dict = field(default_factory=dict)
 
     def count_source(self, source: str, docs_in: int, docs_out: int, drops: Counter | dict,
-                     applied: bool = True) -> None:
+                     applied: bool = True, counters: dict | None = None) -> None:
         entry = self.by_source.setdefault(source, {"docs_in": 0, "docs_out": 0, "drops": {},
                                                    "applied": applied})
         entry["docs_in"] += docs_in
@@ -55,6 +55,8 @@ class StageStats:
         entry["applied"] = entry["applied"] or applied
         for reason, n in drops.items():
             entry["drops"][reason] = entry["drops"].get(reason, 0) + n
+        for name, n in (counters or {}).items():  # the stage's headline counters, per source
+            entry.setdefault("counters", {})[name] = entry.get("counters", {}).get(name, 0) + n
 
     def add(self, other: "StageStats") -> None:
         self.docs_in += other.docs_in
@@ -66,7 +68,7 @@ class StageStats:
         self.busy_s += other.busy_s
         self.tasks += other.tasks
         for src, e in other.by_source.items():
-            self.count_source(src, e["docs_in"], e["docs_out"], e["drops"], e["applied"])
+            self.count_source(src, e["docs_in"], e["docs_out"], e["drops"], e["applied"], e.get("counters"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -159,6 +161,9 @@ def source_table(stats: list[StageStats]):
             else:
                 reasons = ", ".join(f"{k.removeprefix(s.kind + ':')}={v}" for k, v in
                                     sorted(e["drops"].items(), key=lambda kv: -kv[1]))
+                named = ", ".join(f"{k}={e['counters'][k]:,}" for k in _summary_counters(s.kind)
+                                  if e.get("counters", {}).get(k))
+                reasons = "; ".join(x for x in (reasons, named) if x)
                 cells.append(f"{e['docs_in']:,} → {e['docs_out']:,}" + (f"\n{reasons}" if reasons else ""))
         table.add_row(s.stage, *cells)
     return table

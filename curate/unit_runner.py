@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.chain import Chain, _count_group_sources, part_name, task_id
+from curate.chain import Chain, part_name, task_id
 from curate.components import RunStats, report
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
 from curate.ray_io import _open
 from curate.stats import StageStats, text_bytes
+from processors.base import BatchResult
 
 KEY, UID, PART, ROW, UNIT, DOCS = "_u_key", "_u_uid", "_u_part", "_u_row", "_u_unit", "_u_docs"
 _KW = {"batch_format": "pyarrow", "zero_copy_batch": True}
@@ -94,6 +96,31 @@ def _count(part: pa.Table, max_documents: int, keep_first: bool, sink: Any) -> p
                     schema=_REMOVAL_SCHEMA)
 
 
+def _remove_per_source(proc, only: list[str] | None, table: pa.Table, rows: np.ndarray, units: np.ndarray,
+                       docs: np.ndarray, st: StageStats) -> BatchResult:
+    """`remove` once per source of the part (rows kept in order), so drops and headline counters
+    are known per source; sources outside `only` were never counted and pass untouched."""
+    if "source" not in table.column_names:
+        return proc.remove(table, rows, units, docs)
+    source = np.asarray(pc.fill_null(table.column("source"), "").to_pylist(), dtype=object)
+    outs, side, drops, counters = [], [], Counter(), Counter()
+    for src in sorted(set(source.tolist())):
+        idx = np.flatnonzero(source == src)
+        part = table.take(pa.array(idx))
+        mine = np.isin(rows, idx)
+        res = proc.remove(part, np.searchsorted(idx, rows[mine]), units[mine], docs[mine])
+        applied = only is None or src in only
+        st.count_source(src, part.num_rows, res.table.num_rows, res.drops, applied,
+                        {k: res.counters[k] for k in proc.summary_counters if res.counters.get(k)})
+        outs.append(res.table)
+        drops.update(res.drops)
+        counters.update(res.counters)
+        if res.side is not None:
+            side.append(res.side)
+    return BatchResult(pa.concat_tables(outs, promote_options="permissive") if outs else table, drops, counters,
+                       pa.concat_tables(side) if side else None)
+
+
 def _apply(listing: pa.Table, removals: pa.Table, head, body: list, out_dir: str) -> pa.Table:
     proc = head.build()
     proc.setup()
@@ -105,14 +132,11 @@ def _apply(listing: pa.Table, removals: pa.Table, head, body: list, out_dir: str
         sel = np.flatnonzero(r_part == part)
         table = _open(path).read()
         st = StageStats(stage=head.name, kind=head.kind, tasks=1, docs_in=table.num_rows, bytes_in=text_bytes(table))
-        result = proc.remove(table, removals.column(ROW).to_numpy()[sel], removals.column(UNIT).to_numpy()[sel],
-                             removals.column(DOCS).to_numpy()[sel])
+        result = _remove_per_source(proc, head.sources, table, removals.column(ROW).to_numpy()[sel],
+                                    removals.column(UNIT).to_numpy()[sel], removals.column(DOCS).to_numpy()[sel], st)
         st.docs_out, st.bytes_out = result.table.num_rows, text_bytes(result.table)
         st.drops.update(result.drops)
         st.counters.update(result.counters)
-        _count_group_sources(st, table, result.table, result.drops)
-        for src, entry in st.by_source.items():
-            entry["applied"] = head.sources is None or src in head.sources
         stats = {head.name: st, **{s.name: StageStats(stage=s.name, kind=s.kind, tasks=1) for s in body}}
         out = chain.apply_body(result.table, stats) if body else result.table
         tid = task_id(f"units:{head.name}:{path}")

@@ -79,7 +79,7 @@ _RESERVED_DOMAINS = frozenset(("example.com", "example.org", "example.net"))
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\w)")
-IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})(?![\w:.])")
+IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:|(?:\d{1,3}\.){3}\d{1,3})(?![\w:]|\.\w)")
 _VERSION_BEFORE = re.compile(
     r"(?i)(?:\bversions?|\bver\.?|\bv|\brelease|\bbuild|\brev\.?|\bsections?|\bchapter|§|\bfig\.?|"
     r"\btable|\bstep|\bclause|\brule)\W{0,3}$"
