@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/data/tokenizers)
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean readers
 
 install: $(STAMP)
 
@@ -33,8 +33,27 @@ demo: install
 	$(VENV)/bin/curate run pipelines/sample-mix.yaml
 	$(VENV)/bin/curate check out/sample
 
-test: install
+test: install readers
 	$(PY) -m pytest -q
+
+# The trainers' own readers, for tests/test_shard_formats.py: megatron-core, datatrove,
+# mosaicml-streaming and litdata pin other numpy/boto3/torch versions than curate, so they get their
+# own venv, which sees curate's packages (torch included) through a .pth file and installs theirs
+# with --no-deps (plus the few modules they import); boto3 matches the botocore curate has.
+READERS       := benchmarks/.venvs/shard-readers
+READER_PKGS   := megatron-core==0.16.1 datatrove==0.10.1 mosaicml-streaming==0.13.0 litdata==0.2.76 \
+                 loguru humanize lightning-utilities python-snappy cramjam zstd catalogue s3transfer
+readers: $(READERS)/.installed
+
+$(READERS)/.installed: $(STAMP) Makefile
+	rm -rf $(READERS)
+	$(PYTHON) -m venv $(READERS)
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > $(READERS)/curate-site.txt
+	cp $(READERS)/curate-site.txt $$($(READERS)/bin/python -c "import site; print(site.getsitepackages()[0])")/curate_main.pth
+	$(READERS)/bin/pip install --quiet --no-deps $(READER_PKGS) \
+	  "boto3==$$($(PY) -c 'import botocore; print(botocore.__version__)')"
+	$(READERS)/bin/python -c "import megatron.core.datasets.indexed_dataset, datatrove.utils.dataset, litdata"
+	touch $@
 
 bench: install
 	$(PY) benchmarks/run_all.py

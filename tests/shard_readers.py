@@ -2,7 +2,7 @@
 
     python tests/shard_readers.py REQUEST.json OUT.npz
 
-REQUEST: {"megatron": [prefix, ...], "nanotron": {"folder", "seq_len", "token_size"},
+REQUEST: {"megatron": [prefix, ...], "megatron_pools": [prefix, ...], "nanotron": {"folder", "seq_len", "token_size"},
 "mds": {"folder"}, "litdata": {"folder", "block_size"},
 "mds_rewrite": {"rows": rows.npz, "out": folder}, "litdata_rewrite": {...}} (each optional).
 OUT gets, per format, `<fmt>_values` (every id read, in reading order) and `<fmt>_lengths` (ids per
@@ -126,6 +126,9 @@ def main() -> None:
         out["megatron_values"], out["megatron_lengths"] = _flat(items)
         info["megatron"] = extra
         info["versions"]["megatron-core"] = version("megatron-core")
+    if "megatron_pools" in req:
+        items, _ = megatron(req["megatron_pools"])
+        out["megatron_pools_values"], out["megatron_pools_lengths"] = _flat(items)
     if "nanotron" in req:
         out["nanotron_values"], out["nanotron_lengths"] = _flat(nanotron(req["nanotron"]))
         info["versions"]["datatrove"] = version("datatrove")
