@@ -20,6 +20,13 @@ every Ray worker process (`ray::*`); reported: the driver's peak, the largest wo
 peak of their sum.
 
     .venv/bin/python benchmarks/bench_shard.py [--tokens 20M] [--hf-tokens 2M] [--cpus 1 2] [--skip-hf]
+
+Per trainer format (`--formats parquet megatron nanotron mds litdata`, instead of the above): one
+run of tokenize + mix + pack + write of each format on the whole corpus against the raw tokenizer
+on the same texts (ratio), and the peak memory per worker on a quarter of the corpus (1x) and on
+all of it (4x), shards of 1M tokens:
+
+    .venv/bin/python benchmarks/bench_shard.py --formats parquet megatron nanotron mds litdata --work /tmp/b
 """
 from __future__ import annotations
 
@@ -221,7 +228,8 @@ class MemorySampler:
         self._t.join()
 
 
-def pipeline(pools_json: Path, plan: Path, tokenizer: str, cpus: int, out: Path, shard_size: str = "16MB") -> dict:
+def pipeline(pools_json: Path, plan: Path, tokenizer: str, cpus: int, out: Path, shard_size: str = "16MB",
+             fmt: str = "parquet") -> dict:
     import shutil
 
     import ray
@@ -236,7 +244,7 @@ def pipeline(pools_json: Path, plan: Path, tokenizer: str, cpus: int, out: Path,
              configure_logging=False)
     ray_init = time.perf_counter() - t0
     cfg = ShardConfig(output=str(out), plan=str(plan), pools=str(pools_json), tokenizer={"name": tokenizer},
-                      seq_len=2048, shard_size=shard_size, workers=cpus, sample=False)
+                      seq_len=2048, shard_size=shard_size, workers=cpus, sample=False, format=fmt)
     with MemorySampler() as mem:
         t0 = time.perf_counter()
         res = run_shard(cfg, force=True, log=lambda m: None)
@@ -246,7 +254,7 @@ def pipeline(pools_json: Path, plan: Path, tokenizer: str, cpus: int, out: Path,
     docs = sum(p["tokenized_documents"] for p in m["pools"])
     return {"seconds": wall, "cpu_s": mem.cpu_seconds(), "ray_init_s": ray_init, "tokens_written": m["totals"]["tokens"],
             "tokens_without_eos": m["totals"]["tokens"] - docs, "shards": m["totals"]["shards"],
-            "bytes": m["totals"]["bytes"], "timing": m["timing"],
+            "bytes": m["totals"]["bytes"], "timing": m["timing"], "format": fmt,
             "peak_rss_mb": {"driver": mem.driver / 2**20, "largest_worker": mem.worker / 2**20,
                             "driver_plus_workers": mem.total / 2**20},
             "pack_task_rss_mb": m["workers"]["peak_rss_mb"]["pack"]}
@@ -270,20 +278,28 @@ def _sub(*args: str) -> dict:
 
 
 def main() -> None:
+    global WORK
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", default="20M", help="cl100k tokens of the throughput corpus (4x the memory 1x)")
     ap.add_argument("--cpus", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="alternating raw/curate runs; the best of each counts")
     ap.add_argument("--_raw", nargs=3, help=argparse.SUPPRESS)
-    ap.add_argument("--_pipe", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--_pipe", nargs=7, help=argparse.SUPPRESS)
+    ap.add_argument("--formats", nargs="+", help="per-format table instead (parquet megatron nanotron mds litdata)")
+    ap.add_argument("--work", help="scratch folder (default out/bench_shard)")
     a = ap.parse_args()
+    if a.work:
+        WORK = Path(a.work)
     if a._raw:
         print(json.dumps(raw(Path(a._raw[0]), a._raw[1], int(a._raw[2]))))
         return
     if a._pipe:
         print(json.dumps(pipeline(Path(a._pipe[0]), Path(a._pipe[1]), a._pipe[2], int(a._pipe[3]), Path(a._pipe[4]),
-                                  a._pipe[5])))
+                                  a._pipe[5], a._pipe[6])))
+        return
+    if a.formats:
+        formats_table(build_corpus(count(a.tokens)), max(a.cpus), a.formats)
         return
 
     folder = build_corpus(count(a.tokens))
@@ -299,7 +315,7 @@ def main() -> None:
                 raws.append(_sub("--_raw", str(pools_json), tokenizer, str(cpus)))
                 plan = one_epoch_plan(raws[0], WORK / f"plan-{label}.json")
                 pipes.append(_sub("--_pipe", str(pools_json), str(plan), tokenizer, str(cpus),
-                                  str(WORK / f"shards-{label}-{cpus}"), "16MB"))
+                                  str(WORK / f"shards-{label}-{cpus}"), "16MB", "parquet"))
             r = dict(raws[0])
             for key in ("encode_batch", "encode_batch_fast", "encode_ordinary_batch"):
                 if key in r:
@@ -334,7 +350,7 @@ def main() -> None:
     for label, pools_json in (("1x", folder / "quarter" / "pools.json"), ("4x", folder / "pools.json")):
         plan = one_epoch_plan(_sub("--_raw", str(pools_json), "cl100k_base", str(cpus)), WORK / f"plan-mem-{label}.json")
         runs = [_sub("--_pipe", str(pools_json), str(plan), "cl100k_base", str(cpus),
-                     str(WORK / f"shards-mem-{label}"), "4MB") for _ in range(a.repeat)]
+                     str(WORK / f"shards-mem-{label}"), "4MB", "parquet") for _ in range(a.repeat)]
         best = dict(min(runs, key=lambda v: v["seconds"]))
         best["cpu_s"] = min(v["cpu_s"] for v in runs)
         # Memory: the worst of the runs, so a lucky sample cannot hide a peak.
@@ -375,6 +391,39 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "shard.json").write_text(json.dumps(results, indent=1))
     print(f"\nresults: {RESULTS / 'shard.json'}")
+
+
+def formats_table(folder: Path, cpus: int, formats: list[str]) -> None:
+    """One run per format on all of the corpus (throughput, 4x memory) and one on a quarter (1x)."""
+    sizes = {"1x": folder / "quarter" / "pools.json", "4x": folder / "pools.json"}
+    raws = {k: _sub("--_raw", str(p), "cl100k_base", str(cpus)) for k, p in sizes.items()}
+    plans = {k: one_epoch_plan(r, WORK / f"plan-formats-{k}.json") for k, r in raws.items()}
+    base = raws["4x"]["encode_ordinary_batch"]
+    raw_tps = base["tokens"] / base["seconds"]
+    hdr = ["format", "tokens", "raw tok/s", "curate tok/s", "curate / raw", "write s", "output MB",
+           "worker MB 1x", "worker MB 4x", "driver MB 1x", "driver MB 4x"]
+    rows, out = [], {"raw": raws, "cpus": cpus, "formats": {}}
+    for f in formats:
+        runs = {k: _sub("--_pipe", str(sizes[k]), str(plans[k]), "cl100k_base", str(cpus),
+                        str(WORK / f"shards-format-{f}-{k}"), "4MB", f) for k in sizes}
+        big, small = runs["4x"], runs["1x"]
+        assert big["tokens_without_eos"] == base["tokens"], (f, big["tokens_without_eos"], base["tokens"])
+        tps = big["tokens_without_eos"] / big["seconds"]
+        mb = sum(p.stat().st_size for p in (WORK / f"shards-format-{f}-4x").rglob("*") if p.is_file()) / 2**20
+        out["formats"][f] = {**runs, "output_mb": mb}
+        rows.append([f, f"{base['tokens']:,}", f"{raw_tps:,.0f}", f"{tps:,.0f}", f"{tps / raw_tps:.2f}x",
+                     f"{big['timing'].get('pack_s', 0):.1f}", f"{mb:,.0f}",
+                     f"{small['peak_rss_mb']['largest_worker']:.0f}", f"{big['peak_rss_mb']['largest_worker']:.0f}",
+                     f"{small['peak_rss_mb']['driver']:.0f}", f"{big['peak_rss_mb']['driver']:.0f}"])
+        print(rows[-1], flush=True)
+    print(f"\nper format, {cpus} CPUs, one run each (raw = tiktoken encode_ordinary_batch on the same texts; "
+          "curate = tokenize + mix + pack + write the format + checksums + manifest)")
+    widths = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)]
+    for r in [hdr] + rows:
+        print(" | ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "shard-formats.json").write_text(json.dumps(out, indent=1))
+    print(f"\nresults: {RESULTS / 'shard-formats.json'}")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def litdata_rewrite(req: dict) -> None:
 
 def _flat(items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lens = np.array([len(x) for x in items], dtype=np.int64)
-    vals = np.concatenate(items).astype(np.int64) if items else np.zeros(0, np.int64)
+    vals = np.concatenate(items).astype(np.int32) if items else np.zeros(0, np.int32)
     return vals, lens
 
 
