@@ -25,6 +25,7 @@ from curate.io import (
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
+from curate.prefilter_rules import with_prefilter_rules
 from curate.stats import StageStats, merge
 from processors.base import ProcessorError, Source
 from processors.uris import DATASET_IGNORE, expand_all
@@ -365,6 +366,7 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                  source: str = "<pipeline>") -> RunResult:
     opts = opts or RunOptions()
     t_start = time.monotonic()
+    cfg = with_prefilter_rules(cfg)  # before fingerprints: later filters' rules shape the source
     segments = build_segments(cfg, source)
     output = Path(cfg.output)
     # Fail loudly before any work: every processor loads what it needs once on the driver.

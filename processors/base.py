@@ -106,6 +106,13 @@ class Filter(Processor):
         """Columns to add before deciding (e.g. `lang`, `lang_score`); default: none."""
         return batch
 
+    def superset_rules(self) -> list:
+        """`processors.prefilter.MinCountRule`s this filter drops on: "fewer than N (stop) words"
+        rules, which any text that is a part of a failing text fails too. The engine hands them to
+        an earlier source that can test them on a superset of the text it will produce (the
+        extract stage's pre-pass). Default: none."""
+        return []
+
     def process(self, batch: pa.Table) -> BatchResult:
         batch = self.annotate(batch)
         if batch.num_rows == 0:

@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from processors.base import BatchResult, Params, ProcessorError, Source
 from processors.html_text import ExtractionWorker, ExtractSettings, check_extractor, process_html
+from processors.prefilter import MinCountRule
 from processors.schema import DOCUMENT_FIELDS, WARC_FIELDS
 from processors.uris import domain_of  # noqa: F401 - re-exported for callers of extract
 from processors.warc import (
@@ -67,6 +68,12 @@ class ExtractParams(Params):
     listing_prefix: str = DEFAULT_LISTING_PREFIX  # for relative lines of *.paths.gz listings
     storage_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options (s3 is anon by default)
     max_pages_per_child: int = Field(10_000, gt=0)  # recycle the child to bound memory growth
+    # The pre-pass (processors.prefilter): pages that a later filter is sure to drop, judged on
+    # the page's whole visible text, are not extracted (counted as `prefilter:<stage>:<rule>`).
+    # `prefilter_rules` is filled by the engine from the pipeline's later filters; with
+    # prefilter: false every page is extracted and the later filters decide alone.
+    prefilter: bool = True
+    prefilter_rules: list[MinCountRule] = Field(default_factory=list)
     child_memory_mb: int | None = Field(4096, gt=0)  # RLIMIT_AS of the child; a bomb page fails alone
 
     @model_validator(mode="after")
@@ -84,6 +91,7 @@ class ExtractParams(Params):
             include_comments=self.include_comments,
             deduplicate=self.deduplicate,
             fallback=self.fallback,
+            prefilter=tuple(self.prefilter_rules) if self.prefilter else (),
         )
 
 
@@ -212,8 +220,11 @@ class Extract(Source):
         batch.counters["html_pages"] += 1
         status, value = self._extract(*page, rec.target_uri)
         if status == "ok":
-            text, used_charset, lang = value
-            if text.strip():
+            text, used_charset, lang = value[:3]
+            rejected_by = value[3] if len(value) > 3 else None
+            if rejected_by is not None:
+                batch.drops[f"prefilter:{rejected_by}"] += 1
+            elif text.strip():
                 batch.add(rec, text, used_charset, lang)
             else:
                 batch.drops["empty_text"] += 1

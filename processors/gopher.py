@@ -32,6 +32,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from processors.base import Filter, Params
+from processors.prefilter import MinCountRule
 from processors.textstats import NgramIndex, duplicate_stats, split_lines, split_paragraphs, split_words, texts_of
 
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -124,6 +125,15 @@ class GopherQuality(Filter):
         reasons = [self.reason(t) for t in texts_of(batch)]
         keep = np.fromiter((r is None for r in reasons), dtype=bool, count=len(reasons))
         return keep, [None if r is None else f"{self.kind}:{r}" for r in reasons]
+
+    def superset_rules(self) -> list[MinCountRule]:
+        """The word-count minimum (a text without words always fails it) and the stop-word
+        minimum: a part of a text has no more words, and no more stop words, than the text."""
+        p: GopherQualityParams = self.params
+        rules = [MinCountRule(f"{self.kind}:word_count", max(p.min_words or 0, 1))]
+        if p.min_stop_words and self._stop:
+            rules.append(MinCountRule(f"{self.kind}:stop_words", p.min_stop_words, tuple(sorted(self._stop))))
+        return rules
 
 
 def _ngram_thresholds(value: dict[int, float] | None) -> dict[int, float] | None:

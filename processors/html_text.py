@@ -15,11 +15,14 @@ import re
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from processors.process_status import exit_status
+
+if TYPE_CHECKING:
+    from processors.prefilter import MinCountRule
 
 
 def _error(message: str) -> Exception:
@@ -167,6 +170,9 @@ class ExtractSettings:
     include_comments: bool = False
     deduplicate: bool = False
     fallback: bool = True  # trafilatura: run readability/jusText fallbacks when the main pass is thin
+    # Rules of later filters tested on the page's whole visible text before extraction
+    # (processors.prefilter): a page failing one is not extracted at all.
+    prefilter: tuple["MinCountRule", ...] = ()
 
 
 def extract_main_text(html: str, url: str | None, settings: ExtractSettings) -> str:
@@ -210,10 +216,17 @@ def extract_main_text(html: str, url: str | None, settings: ExtractSettings) -> 
 def process_html(
     payload: bytes, http_charset: str | None, http_language: str | None, url: str | None,
     settings: ExtractSettings,
-) -> tuple[str, str, str | None]:
-    """Bytes of one page -> (main text, charset used, declared language). Runs in the child."""
+) -> tuple[str, str, str | None, str | None]:
+    """Bytes of one page -> (main text, charset used, declared language, pre-pass rejection).
+    Runs in the child. A page the pre-pass rejects is not extracted: ("", charset, None, reason)."""
     html, charset = decode_html(payload, http_charset)
-    return extract_main_text(html, url, settings), charset, declared_language(html, http_language)
+    if settings.prefilter:
+        from processors.prefilter import reject_reason
+
+        reason = reject_reason(html, settings.prefilter)
+        if reason is not None:
+            return "", charset, None, reason
+    return extract_main_text(html, url, settings), charset, declared_language(html, http_language), None
 
 
 def check_extractor(settings: ExtractSettings) -> None:
@@ -230,13 +243,15 @@ def check_extractor(settings: ExtractSettings) -> None:
         else:
             raise _error(f"unknown extractor {settings.extractor!r}")
         import resiliparse.parse.encoding  # noqa: F401 - charset detection
+        if settings.prefilter:
+            import resiliparse.extract.html2text  # noqa: F401 - the pre-pass's visible text
     except ImportError as exc:
         raise _error(
             f"extract: {settings.extractor} cannot be imported ({exc}); install it "
             f"(pip install trafilatura lxml_html_clean resiliparse)"
         ) from exc
     probe = "<html><body><article><h1>Probe</h1>" + "<p>This sentence checks the extractor works.</p>" * 5
-    text, _, _ = process_html(probe.encode(), "utf-8", None, None, settings)
+    text = process_html(probe.encode(), "utf-8", None, None, replace(settings, prefilter=()))[0]
     if "extractor works" not in text:
         raise _error(f"extract: {settings.extractor} returned no text for a probe page")
 
@@ -251,7 +266,7 @@ def check_extractor(settings: ExtractSettings) -> None:
 # A fresh interpreter importing trafilatura starts in well under a second; it is paid once per
 # worker and once per timeout.
 
-Target = Callable[..., tuple[str, str, "str | None"]]
+Target = Callable[..., tuple]  # (text, charset, declared language[, pre-pass rejection])
 
 _BOOT = (
     "import sys; from multiprocessing.connection import Connection; "
@@ -292,7 +307,7 @@ class ExtractionWorker:
     """A persistent child that runs `target(payload, http_charset, http_language, url, settings)`
     with a wall-clock limit per page. `target` must be importable by module name in the child.
 
-    `extract` returns (status, value): ("ok", (text, charset, lang)), ("timeout", None),
+    `extract` returns (status, value): ("ok", (text, charset, lang, rejected_by)), ("timeout", None),
     ("failed", message) for an exception in the extractor, ("crashed", message) when the child
     died (segfault, OOM kill). After a timeout or crash the child is replaced on the next call.
     """

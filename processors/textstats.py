@@ -27,21 +27,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import pyarrow as pa
 
-# Scripts written without spaces between words: CJK Unified Ideographs (+ Extension A, Compatibility),
-# Hiragana, Katakana (+ phonetic extensions, half-width forms), CJK symbols are not included (they are
-# punctuation, trimmed like any other).
-_CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-# A word character that is not CJK, and a non-space character that is not CJK.
-_W = rf"[^\W{_CJK}]"
-_S = rf"[^\s{_CJK}]"
-WORD_RE = re.compile(rf"{_W}(?:{_S}*{_W})?|[{_CJK}]")
+from processors.words import WORD_RE, split_words  # noqa: F401 - re-exported: one notion of word
 
 PARAGRAPH_RE = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-
-
-def split_words(text: str) -> list[str]:
-    """Words of `text` (see the module docstring): punctuation-trimmed whitespace tokens, CJK per char."""
-    return WORD_RE.findall(text)
 
 
 def split_lines(text: str, keep_blank: bool = False) -> list[str]:
