@@ -45,7 +45,9 @@ def _fail(msg: str, code: int = 2) -> None:
 def pools_table(manifest: dict[str, Any]) -> Table:
     t = Table(title=f"{manifest['totals']['tokens']:,} tokens in {manifest['totals']['shards']} shards, "
                     f"{manifest['totals']['rows']:,} rows ({manifest['mode']}"
-                    + (f", seq_len {manifest['seq_len']}" if manifest.get("seq_len") else "") + ")")
+                    + (f", seq_len {manifest['seq_len']}" if manifest.get("seq_len") else "")
+                    + (f", rows of {manifest['row_tokens']}" if manifest.get("row_tokens", manifest.get("seq_len"))
+                       != manifest.get("seq_len") else "") + ")")
     for col in ("pool", "planned tokens", "realised tokens", "difference", "epochs", "tokenized", "documents"):
         t.add_column(col, justify="left" if col == "pool" else "right")
     for p in manifest["pools"]:
