@@ -400,8 +400,8 @@ def formats_table(folder: Path, cpus: int, formats: list[str]) -> None:
     plans = {k: one_epoch_plan(r, WORK / f"plan-formats-{k}.json") for k, r in raws.items()}
     base = raws["4x"]["encode_ordinary_batch"]
     raw_tps = base["tokens"] / base["seconds"]
-    hdr = ["format", "tokens", "raw tok/s", "curate tok/s", "curate / raw", "write s", "output MB",
-           "worker MB 1x", "worker MB 4x", "driver MB 1x", "driver MB 4x"]
+    hdr = ["format", "tokens", "raw tok/s", "curate tok/s", "curate / raw (wall)", "curate / raw (CPU)",
+           "tokenize s", "pack+write s", "output MB", "worker MB 1x", "worker MB 4x", "driver MB 1x", "driver MB 4x"]
     rows, out = [], {"raw": raws, "cpus": cpus, "formats": {}}
     for f in formats:
         runs = {k: _sub("--_pipe", str(sizes[k]), str(plans[k]), "cl100k_base", str(cpus),
@@ -412,6 +412,7 @@ def formats_table(folder: Path, cpus: int, formats: list[str]) -> None:
         mb = sum(p.stat().st_size for p in (WORK / f"shards-format-{f}-4x").rglob("*") if p.is_file()) / 2**20
         out["formats"][f] = {**runs, "output_mb": mb}
         rows.append([f, f"{base['tokens']:,}", f"{raw_tps:,.0f}", f"{tps:,.0f}", f"{tps / raw_tps:.2f}x",
+                     f"{base['cpu_s'] / big['cpu_s']:.2f}x", f"{big['timing'].get('tokenize_s', 0):.1f}",
                      f"{big['timing'].get('pack_s', 0):.1f}", f"{mb:,.0f}",
                      f"{small['peak_rss_mb']['largest_worker']:.0f}", f"{big['peak_rss_mb']['largest_worker']:.0f}",
                      f"{small['peak_rss_mb']['driver']:.0f}", f"{big['peak_rss_mb']['driver']:.0f}"])
