@@ -229,6 +229,32 @@ def process_html(
     return extract_main_text(html, url, settings), charset, declared_language(html, http_language), None
 
 
+def check_installed(settings: ExtractSettings) -> None:
+    """Raise ProcessorError unless the extractor can be imported. trafilatura is only looked up
+    (importing it costs ~0.7 s); resiliparse (charsets, the pre-pass) is imported, which is
+    cheap. The driver runs this before any work; each extraction child imports and probes the
+    extractor with `check_extractor` when it starts."""
+    import importlib.util
+
+    if settings.extractor not in ("trafilatura", "resiliparse"):
+        raise _error(f"unknown extractor {settings.extractor!r}")
+    try:
+        import resiliparse.extract.html2text  # noqa: F401
+        import resiliparse.parse.encoding  # noqa: F401
+        for name in ("trafilatura", "lxml_html_clean") if settings.extractor == "trafilatura" else ():
+            try:
+                found = importlib.util.find_spec(name) is not None
+            except ValueError:  # sys.modules[name] is None: imports of it fail
+                found = False
+            if not found:
+                raise ImportError(f"No module named {name!r}")
+    except ImportError as exc:
+        raise _error(
+            f"extract: {settings.extractor} cannot be imported ({exc}); install it "
+            f"(pip install trafilatura lxml_html_clean resiliparse)"
+        ) from exc
+
+
 def check_extractor(settings: ExtractSettings) -> None:
     """Import the extractor and run it on a tiny page, raising ProcessorError on any failure.
 
@@ -331,6 +357,7 @@ class ExtractionWorker:
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._pages = 0
+        self._booting = False  # spawned, "ready" not received yet
         self.restarts = 0  # children replaced after a timeout or crash
         self.spawns = 0
 
@@ -338,9 +365,16 @@ class ExtractionWorker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> None:
-        if self._proc is not None:
-            return
+    def start(self, wait: bool = True) -> None:
+        """Start the child. With wait=False, return once it is spawned: it imports the extractor
+        (~1 s) while the caller goes on (loading other models, reading the first records), and
+        the first `extract` waits for it to be ready."""
+        if self._proc is None:
+            self._spawn()
+        if wait and self._booting:
+            self._await_ready()
+
+    def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen(
@@ -351,11 +385,18 @@ class ExtractionWorker:
         finally:
             theirs.close()
         conn = Connection(ours.detach())
-        self._proc, self._conn, self._pages = proc, conn, 0
+        self._proc, self._conn, self._pages, self._booting = proc, conn, 0, True
         self.spawns += 1
         try:
             conn.send(list(sys.path))
             conn.send((self.settings, self.target, self.memory_limit_mb))
+        except (EOFError, OSError):
+            self._await_ready()  # reports how the child died
+
+    def _await_ready(self) -> None:
+        conn = self._conn
+        self._booting = False
+        try:
             if not conn.poll(self.startup_timeout_s):
                 raise _error(f"extract: child process did not start within {self.startup_timeout_s:.0f} s")
             status, value = conn.recv()
@@ -407,6 +448,7 @@ class ExtractionWorker:
     def _kill(self) -> None:
         proc, conn = self._proc, self._conn
         self._proc = self._conn = None
+        self._booting = False
         if proc is not None:
             proc.kill()  # SIGKILL: lxml's C code cannot be interrupted any other way
             proc.wait(10)
@@ -419,6 +461,7 @@ class ExtractionWorker:
         if proc is None:
             return
         self._proc = self._conn = None
+        self._booting = False
         try:
             conn.send(None)
             proc.wait(5)
