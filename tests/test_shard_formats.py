@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,20 @@ def test_verify_catches_corrupt_bin_truncated_idx_and_missing_mds_shard(run, tmp
     assert f"megatron/{shards[2]}.idx: unreadable Megatron index" in text
     assert f"mds/{shards[3]}/shard.00000.mds: missing" in text
     assert not any(s in text for s in (shards[0], shards[4]))  # untouched shards are not blamed
+
+
+def test_format_choice_from_flags_and_yaml(tmp_path):
+    from curate.shard.config import load_shard_config
+
+    y = tmp_path / "shard.yaml"
+    y.write_text("shard:\n  output: out\n  weights: {a: 1}\n  total_tokens: 10\n  format: [megatron, mds]\n")
+    cfg = load_shard_config(y)
+    assert cfg.format == ["megatron", "mds"] and cfg.row_len == 2048  # no seq_len + 1 reader asked for
+    cfg = load_shard_config(y, {"format": "parquet, litdata"})
+    assert cfg.format == ["parquet", "litdata"] and cfg.row_len == 2049
+    assert load_shard_config(y, {"format": "nanotron", "shifted_targets": False}).row_len == 2048
+    res = subprocess.run([str(Path(sys.executable).parent / "curate"), "shard", "--format", "parquet,megatorn",
+                          "--weights", "a=1", "--total-tokens", "10", "--pools", str(y), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "megatorn" in res.stderr and "'megatron'" in res.stderr
