@@ -7,9 +7,10 @@ once by `curate extract` (trafilatura, as the sample) into WORK/crawl and reused
 
 1. PII. Labelled set: every crawl page (language from its top-level domain: de/at/ch -> German,
    fr -> French, es/mx/ar -> Spanish, else English) and 300 WikiText-2 valid paragraphs, each with
-   three planted sentences holding e-mail addresses (8 styles, incl. `(at)`/`[at]` obfuscation),
-   phone numbers (30 national and international formats of US, DE, GB, FR, ES, IN; each a valid
-   number per libphonenumber) and IPv4/IPv6 addresses (public; compressed and full IPv6; IPv4
+   three planted sentences holding e-mail addresses (9 styles, incl. `(at)`/`[at]` obfuscation and
+   internationalised local parts), phone numbers (38 national
+   and international formats of US, DE, GB, FR, ES, IT, IN, incl. bare 10-digit runs, found only
+   after a phone word; each a valid number per libphonenumber) and IPv4/IPv6 addresses (public; compressed and full IPv6; IPv4
    with ports). Precision and recall per kind (a detection is right when it overlaps a planted
    item of its kind; detections the untouched host page already had are set aside, not counted
    either way). Then every detection on untouched text -- WikiText-2 valid+test, the stdlib

@@ -31,7 +31,9 @@ PHONE_FORMATS = [
                   "+49 171 XXXXXXX", "040-XXXXXX-XX", "0049 30 XXXXXXXX"]),
     ("44", "GB", ["+44 20 XXXX XXXX", "020 XXXX XXXX", "07700 XXXXXX", "+44 7700 XXXXXX"]),
     ("33", "FR", ["+33 1 XX XX XX XX", "01 XX XX XX XX", "06 XX XX XX XX", "+33 6 XX XX XX XX"]),
-    ("34", "ES", ["+34 91X XXX XXX", "+34 6XX XXX XXX"]),
+    ("34", "ES", ["+34 91X XXX XXX", "+34 6XX XXX XXX", "91X XX XX XX", "6XX XXX XXX"]),
+    ("39", "IT", ["+39 06 XXXX XXXX", "06 XXXXXXXX", "+39 3XX XXX XXXX"]),
+    ("1", "US", ["XXXXXXXXXX"]),  # bare digits: found only after a phone word (by design)
     ("91", "IN", ["+91 9XXXX XXXXX"]),
 ]
 
@@ -58,7 +60,7 @@ class Planted:
 
 def _email(rng: random.Random) -> str:
     first, last, dom = rng.choice(FIRST), rng.choice(LAST), rng.choice(DOMAINS)
-    style = rng.randrange(8)
+    style = rng.randrange(9)
     if style == 0:
         return f"{first}.{last}@{dom}"
     if style == 1:
@@ -75,13 +77,15 @@ def _email(rng: random.Random) -> str:
     if style == 6:
         d, tld = dom.rsplit(".", 1)
         return f"{first}.{last} [at] {d} [dot] {tld}"
-    return f"info@{last}-{first}.de"
+    if style == 7:
+        return f"info@{last}-{first}.de"
+    return f"{rng.choice(['jürgen', 'josé', 'zoë', 'françois'])}.{last}@{dom}"  # internationalised local part
 
 
 def _phone(rng: random.Random) -> str:
     import phonenumbers
 
-    _, region, templates = rng.choice(PHONE_FORMATS)
+    _, region, templates = PHONE_FORMATS[rng.randrange(len(PHONE_FORMATS))]
     tpl = rng.choice(templates)
     for _ in range(200):
         s = "".join(str(rng.randrange(10)) if c == "X" else c for c in tpl)

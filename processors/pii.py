@@ -8,7 +8,8 @@ rejected it (`skip_*`), so a user sees what the guards cost.
 
 How each kind is found, and what is deliberately *not* PII:
 
-- **e-mail**: an RFC 5322-shaped address with an alphabetic top-level domain, plus the common
+- **e-mail**: an RFC 5322-shaped address (local part in any script, as RFC 6531 allows; ASCII
+  domain or punycode) with an alphabetic top-level domain, plus the common
   obfuscations `name (at) host (dot) com` / `name [at] host [dot] com`. Not PII: file names that
   look like addresses (`logo@2x.png`, `icon@3x.svg`: the "TLD" is a file extension,
   `skip_email_filename`) and the reserved documentation domains of RFC 2606/6761 (`example.com`,
@@ -59,7 +60,7 @@ Action = Literal["redact", "drop", "count", "off"]
 KINDS = ("email", "ip_address", "phone")
 PLACEHOLDERS = {"email": "<EMAIL_ADDRESS>", "ip_address": "<IP_ADDRESS>", "phone": "<PHONE_NUMBER>"}
 
-_LOCAL = r"[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?"
+_LOCAL = r"[^\W_](?:[\w.%+\-]{0,62}[\w%+\-])?"  # letters of any script (RFC 6531 local parts)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 EMAIL = re.compile(
     rf"(?<![\w.%+\-]){_LOCAL}@((?:{_LABEL}\.)+[A-Za-z]{{2,24}})(?![\w\-]|\.[A-Za-z0-9])"
@@ -88,9 +89,10 @@ _VERSION_BEFORE = re.compile(
 PHONE = re.compile(
     r"(?<![\w+\-./,])(?:\+|\(\s*\+?)?\d(?:[\d .\-/()\u00a0]){5,24}\d(?![\w]|[.,/\-]\d)"
 )
-_PHONE_WORD = re.compile(
-    r"(?i)(?:tel|phone|fon|telefon|t[ée]l[ée]phone|tel[ée]fono|m[óo]vil|mobile?|handy|fax|call|"
-    r"ruf|whatsapp|kontakt|contact|hotline|telefone|电话|☎|📞)[^\n\d]{0,24}$"
+_PHONE_WORD = re.compile(  # whole words (German compounds: Telefonnummer), not "E-Mobilität"
+    r"(?i)(?:\b(?:tel|phone|fon|telefon|t[ée]l[ée]phone|t[ée]l|tel[ée]fono|telefone|m[óo]vil|mobile?|handy|"
+    r"fax|call|ruf|whatsapp|kontakt|contact|hotline|helpline|inquiry|tlf)(?:nummer|number|nr)?\b|电话|☎|📞)"
+    r"[^\n\d]{0,24}$"
 )
 _DATE = re.compile(
     r"^\d{1,4}\s?[./\-]\s?\d{1,2}\s?[./\-]\s?\d{1,4}$|\b(?:1[5-9]|20)\d\d[./\-]\d{1,2}[./\-]\d{1,2}\b|"
