@@ -67,8 +67,9 @@ def write_blends(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     blend_dir = out / "blend"
     blend_dir.mkdir(parents=True, exist_ok=True)
     total = int(manifest["totals"]["tokens"])
-    seq_len = int(manifest.get("seq_len") or 0)
-    row = int(manifest.get("row_tokens") or seq_len or 0)
+    # documents mode has no rows of its own: the trainer's sequence length is still the run's setting
+    seq_len = int(manifest.get("seq_len") or (manifest.get("params") or {}).get("seq_len") or 2048)
+    row = int(manifest.get("row_tokens") or seq_len)
     planned = {p["name"]: int(p["planned_tokens"]) for p in manifest["pools"]}
     formats = manifest.get("formats", {})
     pool_out = manifest.get("pool_outputs") or {}
