@@ -593,7 +593,7 @@ class ShardRun:
                                provenance=cfg.provenance, out_dir=str(self.out), marker=str(marker),
                                compression=cfg.compression, compression_level=cfg.compression_level,
                                formats=tuple(cfg.format), vocab_size=tok.vocab_size,
-                               tokenizer_name=cfg.tokenizer.name)))
+                               tokenizer_name=str(tok.identity().get("name")))))
         self.log(f"pack: {len(calls)} shards" + (f" ({len(done)} done before)" if done else ""))
         results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "pack") if calls else [])
         self.timing["pack_s"] = time.monotonic() - t0
@@ -619,7 +619,7 @@ class ShardRun:
             calls.append(("pool_output_task", (r["cache"], by_name[r["pool"]].to_dict(), part),
                           dict(mix_seed=cfg.mix_seed, gap=cfg.min_copy_gap, row_len=cfg.row_len,
                                formats=list(cfg.format), out_dir=str(self.out), vocab_size=tok.vocab_size,
-                               tokenizer_name=cfg.tokenizer.name, marker=str(marker))))
+                               tokenizer_name=str(tok.identity().get("name")), marker=str(marker))))
         self.log(f"per-pool outputs: {len(calls)} tasks" + (f" ({len(done)} done before)" if done else ""))
         results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "per-pool") if calls else [])
         out: dict[str, Any] = {}

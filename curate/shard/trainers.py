@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from . import formats as fmt
@@ -142,8 +143,13 @@ def write_blends(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 f"--data-path {args} --seq-length {seq_len} --train-samples {train_samples}\n")
         if "nanotron" in per:
             n = per["nanotron"]
+            # tokenizer_name set here: nanotron then only checks it against the .ds.metadata files
+            # instead of loading it with AutoTokenizer (a tiktoken name is no Hub tokenizer).
+            tok = manifest.get("tokenizer") or {}
             stage = {"data_stages": [{"name": f"curate {variant}", "start_training_step": 1, "data": {
-                "dataset": {"dataset_folder": n["dataset_folder"], "dataset_weights": n["dataset_weights"]},
+                "dataset": {"dataset_folder": n["dataset_folder"], "dataset_weights": n["dataset_weights"],
+                            "tokenizer_name": tok.get("name"), "vocab_size": tok.get("vocab_size"),
+                            "token_size_in_bytes": np.dtype(formats["nanotron"]["dtype"]).itemsize},
                 "num_loading_workers": 1, "seed": manifest.get("seed", 0)}}],
                 "tokens": {"sequence_length": seq_len}}
             put(f"nanotron.{variant}.yaml", yaml.safe_dump(stage, sort_keys=False))
