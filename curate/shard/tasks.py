@@ -205,10 +205,10 @@ def write_formats(out_dir: str, name: str, rank: int, rows: fmt.Rows, formats: l
     root = Path(out_dir)
     out: dict[str, Any] = {}
     for f in formats:
-        base = f"{sub}{fmt.FORMAT_DIRS[f]}" if f != "parquet" else ""
-        extra: dict[str, Any] = {}
-        if f == "parquet":
+        if f == "parquet":  # written by write_shard
             continue
+        base = f"{sub}{fmt.FORMAT_DIRS[f]}"
+        extra: dict[str, Any] = {}
         if f == "megatron":
             recs = fmt.write_megatron(root, f"{base}/{name}", rows, vocab_size)
         elif f == "nanotron":
