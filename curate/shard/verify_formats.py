@@ -45,13 +45,14 @@ def check_file(folder: Path, rec: dict[str, Any], problem: Problem) -> bool:
     return True
 
 
-def _ids_in_vocab(path: Path, dtype: np.dtype, vocab: int, problem: Problem) -> None:
+def _ids_in_vocab(folder: Path, rel: str, dtype: np.dtype, vocab: int, problem: Problem) -> None:
+    path = folder / rel
     data = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
     for s in range(0, len(data), _CHUNK):
         part = data[s: s + _CHUNK]
         lo, hi = int(part.min()), int(part.max())
         if lo < 0 or hi >= vocab:
-            problem(f"{path.name}: token ids span [{lo}, {hi}], outside the vocabulary [0, {vocab})")
+            problem(f"{rel}: token ids span [{lo}, {hi}], outside the vocabulary [0, {vocab})")
             return
 
 
@@ -83,7 +84,7 @@ def _megatron(folder: Path, entry: dict[str, Any], vocab: int, problem: Problem)
     if size != int(lengths.sum()) * ix["dtype"].itemsize:
         problem(f"{binf}: {size:,} bytes, its index implies {int(lengths.sum()) * ix['dtype'].itemsize:,}")
     else:
-        _ids_in_vocab(folder / binf, ix["dtype"], vocab, problem)
+        _ids_in_vocab(folder, binf, ix["dtype"], vocab, problem)
 
 
 def _nanotron(folder: Path, entry: dict[str, Any], vocab: int, problem: Problem) -> None:
@@ -104,7 +105,7 @@ def _nanotron(folder: Path, entry: dict[str, Any], vocab: int, problem: Problem)
         problem(f"{index}: {len(ends):,} document ends (last {int(ends[-1]) if len(ends) else 0:,}), manifest says "
                 f"{entry['segments']:,} pieces of {entry['tokens']:,} tokens")
     if size == entry["tokens"] * dtype.itemsize:
-        _ids_in_vocab(folder / ds, dtype, vocab, problem)
+        _ids_in_vocab(folder, ds, dtype, vocab, problem)
 
 
 def _merged_index(folder: Path, summary: dict[str, Any], name: str, problem: Problem) -> None:
