@@ -118,19 +118,24 @@ def _format_of(path: str, fmt: str) -> str:
     return "text"
 
 
-def read_samples(spec: EvalSet) -> Iterator[str]:
-    """The samples of one evaluation set, as text (fields joined by a space)."""
-    import fsspec
-
+def eval_files(spec: EvalSet) -> list[str]:
+    """The files of an evaluation set; none, or a path that does not exist, is an error."""
     from processors.uris import expand_all
 
     try:
         files = expand_all(spec.paths)
     except (FileNotFoundError, ValueError) as e:
-        raise ProcessorError(f"decontaminate: eval set {spec.name!r}: {e}") from None
+        raise ProcessorError(f"eval set {spec.name!r}: {e}") from None
     if not files:
-        raise ProcessorError(f"decontaminate: eval set {spec.name!r}: no files match {spec.paths}")
-    for path in files:
+        raise ProcessorError(f"eval set {spec.name!r}: no files match {spec.paths}")
+    return files
+
+
+def read_samples(spec: EvalSet) -> Iterator[str]:
+    """The samples of one evaluation set, as text (fields joined by a space)."""
+    import fsspec
+
+    for path in eval_files(spec):
         fmt = _format_of(path, spec.format)
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -211,8 +216,8 @@ def build_index(params: DecontaminateParams, batch: int = 2048) -> dict[str, Any
         flush()
         k = np.unique(np.concatenate(set_keys)) if set_keys else np.zeros(0, np.uint64)
         if k.size == 0:
-            raise ProcessorError(f"decontaminate: eval set {spec.name!r} has no sample of {n}+ words "
-                                 f"({samples} samples read): lower `ngram` or check `fields`")
+            raise ProcessorError(f"decontaminate: eval set {spec.name!r} ({', '.join(spec.paths)}) has no "
+                                 f"sample of {n}+ words ({samples} samples read): lower `ngram` or check `fields`")
         keys.append(k)
         masks.append(np.full(k.size, np.uint64(1) << np.uint64(j), np.uint64))
         info[spec.name] = {"samples": samples, "short_samples": short, "ngrams": int(k.size)}
@@ -269,15 +274,8 @@ class Decontaminate(Processor):
 
     def check(self) -> None:
         require_duckdb()
-        from processors.uris import expand_all
-
         for spec in self.params.eval_sets:
-            try:
-                found = expand_all(spec.paths)
-            except (FileNotFoundError, ValueError) as e:
-                raise ProcessorError(f"eval set {spec.name!r}: {e}") from None
-            if not found:
-                raise ProcessorError(f"eval set {spec.name!r}: no files match {spec.paths}")
+            eval_files(spec)
 
     def prepare(self) -> dict[str, Any]:
         if self.index is None:

@@ -72,11 +72,6 @@ def binary_views(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Ar
     return pa.Array.from_buffers(pa.binary_view(), n, [None, pa.py_buffer(views), pa.py_buffer(buf)])
 
 
-def _first4_le(hex_digests: pa.Array) -> np.ndarray:
-    """First 4 digest bytes, read little-endian as uint32, from lowercase hex SHA-1 digests."""
-    return _digest_prefix_le(hex_digests, 4)
-
-
 def _digest_prefix_le(hex_digests: pa.Array, nbytes: int) -> np.ndarray:
     """First `nbytes` (4 or 8) digest bytes as a little-endian unsigned integer, from lowercase
     hex SHA-1 digests."""
@@ -96,11 +91,22 @@ def _digest_prefix_le(hex_digests: pa.Array, nbytes: int) -> np.ndarray:
 def sha1_first4(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """``uint32 little-endian of sha1(buf[s:e]).digest()[:4]`` for every span (datasketch's
     `sha1_hash32`)."""
+    return _sha1_prefix(buf, starts, ends, 4)
+
+
+def sha1_first8(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``uint64 little-endian of sha1(buf[s:e]).digest()[:8]`` for every span: a 64-bit key that
+    is the same on every machine and library version (decontamination and paragraph keys)."""
+    return _sha1_prefix(buf, starts, ends, 8)
+
+
+def _sha1_prefix(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, nbytes: int) -> np.ndarray:
     n = len(starts)
-    out = np.empty(n, dtype=np.uint32)
+    out = np.empty(n, dtype=np.uint32 if nbytes == 4 else np.uint64)
     if n == 0:
         return out
     buf = np.frombuffer(buf, np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) else buf
+    starts, ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
     con = _connection()
     for c in range(0, n, _MAX_CHUNK):
         s, e = starts[c : c + _MAX_CHUNK], ends[c : c + _MAX_CHUNK]
@@ -108,23 +114,5 @@ def sha1_first4(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.nda
         views = binary_views(buf[lo:hi], s - lo, e - lo)
         rel = con.from_arrow(pa.table({"s": views}))
         hexes = rel.select("sha1(s) AS h").to_arrow_table().column("h")
-        out[c : c + len(s)] = _first4_le(hexes)
-    return out
-
-
-def sha1_first8(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """``uint64 little-endian of sha1(buf[s:e]).digest()[:8]`` for every span: a 64-bit key that
-    is the same on every machine and library version (decontamination and paragraph keys)."""
-    n = len(starts)
-    out = np.empty(n, dtype=np.uint64)
-    if n == 0:
-        return out
-    buf = np.frombuffer(buf, np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) else buf
-    con = _connection()
-    for c in range(0, n, _MAX_CHUNK):
-        s, e = np.asarray(starts[c : c + _MAX_CHUNK], np.int64), np.asarray(ends[c : c + _MAX_CHUNK], np.int64)
-        lo, hi = int(s.min()), int(e.max())
-        views = binary_views(buf[lo:hi], s - lo, e - lo)
-        rel = con.from_arrow(pa.table({"s": views}))
-        out[c : c + len(s)] = _digest_prefix_le(rel.select("sha1(s) AS h").to_arrow_table().column("h"), 8)
+        out[c : c + len(s)] = _digest_prefix_le(hexes, nbytes)
     return out
