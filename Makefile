@@ -41,16 +41,14 @@ test: install readers
 # own venv, which sees curate's packages (torch included) through a .pth file and installs theirs
 # with --no-deps (plus the few modules they import); boto3 matches the botocore curate has.
 READERS       := benchmarks/.venvs/shard-readers
-READER_PKGS   := megatron-core==0.16.1 datatrove==0.10.1 mosaicml-streaming==0.13.0 litdata==0.2.76 \
-                 loguru humanize lightning-utilities python-snappy cramjam zstd catalogue s3transfer
 readers: $(READERS)/.installed
 
-$(READERS)/.installed: $(STAMP) Makefile
+$(READERS)/.installed: $(STAMP) tests/shard-readers.txt
 	rm -rf $(READERS)
 	$(PYTHON) -m venv $(READERS)
 	$(PY) -c "import site; print(site.getsitepackages()[0])" > $(READERS)/curate-site.txt
 	cp $(READERS)/curate-site.txt $$($(READERS)/bin/python -c "import site; print(site.getsitepackages()[0])")/curate_main.pth
-	$(READERS)/bin/pip install --quiet --no-deps $(READER_PKGS) \
+	$(READERS)/bin/pip install --quiet --no-deps -r tests/shard-readers.txt \
 	  "boto3==$$($(PY) -c 'import botocore; print(botocore.__version__)')"
 	$(READERS)/bin/python -c "import megatron.core.datasets.indexed_dataset, datatrove.utils.dataset, litdata"
 	touch $@
