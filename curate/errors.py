@@ -14,6 +14,7 @@ and subcommand, including those added later, so a new command needs nothing to g
 """
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -63,17 +64,50 @@ def _type_names(exc: BaseException) -> set[str]:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """exc, then what it wraps: Ray's `cause` (the exception raised inside a task) and __cause__.
-    A RayTaskError itself is skipped: its text is the remote traceback (and when Ray makes it an
-    instance of the cause's class too, it still carries none of the cause's attributes)."""
+    """exc, then what it wraps: Ray's `cause` (the exception raised inside a task) and __cause__,
+    then the original error of each Ray task as its remote traceback names it. A RayTaskError
+    itself is skipped: its text is the remote traceback (and when Ray makes it an instance of the
+    cause's class too, it still carries none of the cause's attributes)."""
     seen: set[int] = set()
+    remote: list[BaseException] = []
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if "ray.exceptions.RayTaskError" not in _type_names(cur):
+        if "ray.exceptions.RayTaskError" in _type_names(cur):
+            original = _remote_original(getattr(cur, "traceback_str", None) or str(cur))
+            if original is not None:
+                remote.append(original)
+        else:
             yield cur
         nxt = getattr(cur, "cause", None)
         cur = nxt if isinstance(nxt, BaseException) else cur.__cause__
+    yield from remote
+
+
+# `pkg.mod.SomeError: message` at the start of a traceback line (Python prints the original
+# exception first, then "The above exception was the direct cause of ...", then the wrappers).
+_EXCEPTION_LINE = re.compile(r"^((?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)): (.+)$")
+
+
+def _remote_original(traceback_str: str | None) -> BaseException | None:
+    """The first exception of a remote traceback, rebuilt when it is a user error: Ray Data wraps a
+    task's error in UserCodeException and the original object does not survive the trip (only
+    its text does), e.g. `OSError: [Errno 28] ... No space left on device`."""
+    if not isinstance(traceback_str, str):
+        return None
+    short_user_types = {n.rsplit(".", 1)[1] for n in _USER_ERROR_TYPES}
+    for line in traceback_str.splitlines():
+        m = _EXCEPTION_LINE.match(line)
+        if not m or m.group(1).startswith("ray."):
+            continue
+        qualified, name, message = m.groups()
+        cls = getattr(builtins, name, None) if qualified == name else None
+        if isinstance(cls, type) and issubclass(cls, (OSError, MemoryError)):
+            return cls(message)
+        if qualified in _USER_ERROR_TYPES or name in short_user_types or qualified == "json.decoder.JSONDecodeError":
+            return UserError(message)
+        return None  # the task's own error is something else: a bug
+    return None
 
 
 def one_line(text: str) -> str:
@@ -81,10 +115,16 @@ def one_line(text: str) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
+# Local names under which readers hold the file they read (curate's loaders, json, csv, pyarrow).
+_PATH_LOCALS = {"path", "file", "filename", "fname", "file_path", "filepath", "fp", "f", "fh", "p",
+                "src", "uri", "source", "config", "pipeline", "pools", "plan", "params_file", "mixtures",
+                "losses", "manifest", "fit"}
+
+
 def _file_in_traceback(exc: BaseException) -> str | None:
-    """The file a reader was working on when `exc` was raised: the innermost frame's local that is
-    a path to an existing file (or an open file object). Used for errors that do not carry it
-    themselves (json, UnicodeDecodeError, pandas/csv parsers)."""
+    """The file a reader was working on when `exc` was raised: in the innermost frame that has
+    one, a local named like a path (`path`, `file`, `f`, ...) that is an existing file, or an open
+    file object. For errors that do not carry the name themselves (json, pydantic, csv parsers)."""
     frames = []
     tb = exc.__traceback__
     while tb is not None:
@@ -92,7 +132,7 @@ def _file_in_traceback(exc: BaseException) -> str | None:
         tb = tb.tb_next
     for frame in reversed(frames):
         for name, value in frame.f_locals.items():
-            if name.startswith("__"):
+            if name not in _PATH_LOCALS:
                 continue
             if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
                 return value.name
@@ -179,10 +219,13 @@ def user_message(exc: BaseException) -> str | None:
         return None  # usage errors, typer.Exit, Abort: the CLI library prints and exits with these
     for e in _causes(exc):
         if _type_names(e) & _WRAPPER_TYPES:
-            # The wrapper's text names the step; it is a user error when its root cause is one.
-            if any(_direct_message(c) is not None for c in list(_causes(e))[1:]):
-                return one_line(str(e))
-            return None
+            # The wrapper's text names the step; it is a user error when its root cause is one,
+            # and says that cause when its own text does not (Ray Data's "UDF failed ...").
+            cause = next((m for m in map(_direct_message, list(_causes(e))[1:]) if m is not None), None)
+            if cause is None:
+                return None
+            text = one_line(str(e))
+            return text if one_line(cause) in text else f"{text} (cause: {one_line(cause)})"
         msg = _direct_message(e)
         if msg is not None:
             return one_line(msg)

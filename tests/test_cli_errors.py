@@ -30,9 +30,8 @@ SHARED = REPO.parent / "shared" / "data"
 MODES = ("missing", "empty", "truncated")
 
 # Inputs of commands whose input options are all optional (they take one of several inputs).
+# (Otherwise the optional options named in KIND_BY_NAME are taken, e.g. --pools and --plan.)
 OPTIONAL_INPUTS = {
-    ("plan",): ("pools",),
-    ("shard",): ("plan", "pools"),
     ("classify", "train-quality"): ("web",),
 }
 # What each input is, by parameter name; otherwise guessed from its help text (first match wins).
@@ -94,6 +93,8 @@ def discover() -> list[Case]:
         outputs = [p for p in cmd.params if p.name in OUTPUT_NAMES and is_option[p.name]]
         wanted = set(OPTIONAL_INPUTS.get(path, ()))
         inputs = [(p, _kind(p)) for p in cmd.params if p not in outputs and (p.required or p.name in wanted)]
+        if not inputs:  # every input optional (one of several ways in): the well-known input files
+            inputs = [(p, _kind(p)) for p in cmd.params if p.name in KIND_BY_NAME and p.name not in ("config", "fit")]
         cases.append(Case(path, inputs, outputs))
     return cases
 
@@ -291,13 +292,33 @@ def test_user_and_bug_classification(tmp_path):
                 raise StageFailed(f"step 'dedup' failed: {type(cause).__name__}: {cause}") from e
         except StageFailed as failed:
             assert (user_message(failed) is not None) == expected
+    # Ray Data wraps a task's error in UserCodeException; only the remote traceback keeps the original
+    from ray.exceptions import UserCodeException
+
+    remote = ("Traceback (most recent call last):\n  File \"curate/io.py\", line 110, in write\n"
+              "OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device\n\n"
+              "The above exception was the direct cause of the following exception:\n\n"
+              "ray.exceptions.UserCodeException: UDF failed to process a data block.")
+    for tb, expected in ((remote, "No space left on device"), (remote.replace("OSError", "KeyError"), None)):
+        try:
+            try:
+                raise RayTaskError("reduce", tb, UserCodeException("UDF failed to process a data block."))
+            except RayTaskError as e:
+                raise StageFailed("step 'exact_dedup' failed: UserCodeException: UDF failed to process a data block.") from e
+        except StageFailed as failed:
+            msg = user_message(failed)
+            assert msg is None if expected is None else msg == (
+                "step 'exact_dedup' failed: UserCodeException: UDF failed to process a data block. (cause: "
+                "[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device)"), msg
     # malformed files name themselves even when the error does not carry the name
-    bad = tmp_path / "pools.json"
-    bad.write_text('{"pools": [')
+    path = tmp_path / "pools.json"  # a loader's local: the file it read
+    path.write_text('{"pools": [')
     try:
-        json.loads(bad.read_text())
+        json.loads(path.read_text())
     except ValueError as e:
-        assert user_message(e) == f"{bad}: not valid JSON (Expecting value: line 1 column 12)"
+        assert user_message(e) == f"{path}: not valid JSON (Expecting value: line 1 column 12)"
+    output = tmp_path / "model.bin"  # an existing file under another name is not taken for the input
+    output.write_text("x")
 
     class M(BaseModel):
         n: int
@@ -305,6 +326,7 @@ def test_user_and_bug_classification(tmp_path):
     try:
         M(n="x")
     except ValidationError as e:
+        del path  # (nor a stale local of an earlier step)
         assert user_message(e) == "M: n: Input should be a valid integer, unable to parse string as an integer"
     for bug in (KeyError("x"), TypeError("y"), AttributeError("z"), ValueError("w"), AssertionError()):
         assert user_message(bug) is None
