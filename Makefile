@@ -32,6 +32,8 @@ demo: install
 	  --test ../shared/data/reference/topics/test.jsonl.gz --label-field metadata.topics -o out/models/topics.bin
 	$(VENV)/bin/curate run pipelines/sample-mix.yaml
 	$(VENV)/bin/curate check out/sample
+	@echo "A bad input is one line and exit code 2 (no traceback; curate --debug shows it):"
+	$(VENV)/bin/curate plan --pools README.md --budget-flops 1e20 --out out/no-plan; test $$? -eq 2
 
 test: install readers
 	$(PY) -m pytest -q
