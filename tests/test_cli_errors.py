@@ -221,6 +221,8 @@ def _no_ray(monkeypatch):
         raise AssertionError("the command started Ray before checking its inputs")
 
     monkeypatch.setattr(ray, "init", refuse)
+    # in a full test session Ray may already be up (ray_session): refuse the runner's use of it too
+    monkeypatch.setattr("curate.runner.ray_context", refuse)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED / "tokenizers"))
 
 
