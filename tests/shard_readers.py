@@ -4,7 +4,8 @@
 
 REQUEST: {"megatron": [prefix, ...], "megatron_pools": [prefix, ...], "nanotron": {"folder", "seq_len", "token_size"},
 "mds": {"folder"}, "litdata": {"folder", "block_size"},
-"mds_rewrite": {"rows": rows.npz, "out": folder}, "litdata_rewrite": {...}} (each optional).
+"mds_rewrite": [{"rows": rows.npz, "out": folder, "size_limit"}, ...], "litdata_rewrite": {...}}
+(each optional).
 OUT gets, per format, `<fmt>_values` (every id read, in reading order) and `<fmt>_lengths` (ids per
 item read), plus `versions` (JSON of the reader packages' versions). The `*_rewrite` requests write
 the given rows again with the package's own writer (MDSWriter, litdata's BinaryWriter), so the
@@ -95,7 +96,7 @@ def mds_rewrite(req: dict) -> None:
 
     rows = _rows(req["rows"])
     cols = {"tokens": f"ndarray:{rows[0][0].dtype.name}", "segment_lengths": "ndarray:int32"}
-    with MDSWriter(out=req["out"], columns=cols) as w:
+    with MDSWriter(out=req["out"], columns=cols, size_limit=req.get("size_limit", 1 << 26)) as w:
         for tok, seg in rows:
             w.write({"tokens": tok, "segment_lengths": seg})
 
@@ -140,8 +141,8 @@ def main() -> None:
     if "litdata" in req:
         out["litdata_values"], out["litdata_lengths"] = _flat(litdata(req["litdata"]))
         info["versions"]["litdata"] = version("litdata")
-    if "mds_rewrite" in req:
-        mds_rewrite(req["mds_rewrite"])
+    for r in req.get("mds_rewrite", []):
+        mds_rewrite(r)
     if "litdata_rewrite" in req:
         litdata_rewrite(req["litdata_rewrite"])
     out["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)

@@ -27,6 +27,7 @@ import yaml
 import shard_corpus
 from curate.shard.config import ShardConfig
 from curate.shard.engine import run_shard
+from curate.shard.formats import Rows, write_mds
 from curate.shard.tokenizer import TokenizerSpec
 from curate.shard.verify import verify_shards
 
@@ -98,7 +99,8 @@ def read(run, tmp_path_factory):
                  "nanotron": {"folder": str(out / "nanotron"), "seq_len": SEQ_LEN, "token_size": 4},
                  "mds": {"folder": str(out / "mds")},
                  "litdata": {"folder": str(out / "litdata"), "block_size": SEQ_LEN + 1},
-                 "mds_rewrite": {"rows": str(tmp / "rows.npz"), "out": str(tmp / "mds")},
+                 "mds_rewrite": [{"rows": str(tmp / "rows.npz"), "out": str(tmp / "mds")},
+                                 {"rows": str(tmp / "rows.npz"), "out": str(tmp / "mds-small"), "size_limit": 1 << 16}],
                  "litdata_rewrite": {"rows": str(tmp / "rows.npz"), "out": str(tmp / "lit")}}, tmp)
     return {**got, "tmp": tmp, "shard": s}
 
@@ -134,6 +136,15 @@ def test_mds_and_litdata_bytes_equal_their_own_writers(run, read):
     stem = f"shard-{s['bucket']:05d}"
     for name in ("shard.00000.mds", "index.json"):
         assert (tmp_path / "mds" / name).read_bytes() == (out / "mds" / stem / name).read_bytes(), name
+    # MDSWriter's split into files of at most size_limit bytes, reproduced byte for byte.
+    z = np.load(tmp_path / "rows.npz")
+    rows = Rows(z["values"], z["row_lengths"], z["segment_lengths"], z["segments_per_row"])
+    recs, _ = write_mds(tmp_path / "ours", "small", rows, m_vocab := run["manifest"]["tokenizer"]["vocab_size"],
+                        size_limit=1 << 16)
+    theirs = sorted(p.name for p in (tmp_path / "mds-small").iterdir())
+    assert len(theirs) > 3 and theirs == sorted(Path(r.file).name for r in recs) and m_vocab > 65500
+    for name in theirs:
+        assert (tmp_path / "mds-small" / name).read_bytes() == (tmp_path / "ours" / "small" / name).read_bytes()
     ours = out / "litdata" / f"chunk-{s['bucket']}-0.bin"
     assert (tmp_path / "lit" / "chunk-0-0.bin").read_bytes() == ours.read_bytes()
     ref = json.loads((tmp_path / "lit" / "index.json").read_text())

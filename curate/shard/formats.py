@@ -289,7 +289,8 @@ def _mds_sample_sizes(rows: Rows, dtype: np.dtype) -> tuple[np.ndarray, np.ndarr
     return seg.astype(np.int64), tok.astype(np.int64)
 
 
-def write_mds(root: Path, folder: str, rows: Rows, vocab_size: int) -> tuple[list[FileRecord], dict[str, Any]]:
+def write_mds(root: Path, folder: str, rows: Rows, vocab_size: int,
+              size_limit: int = MDS_SIZE_LIMIT) -> tuple[list[FileRecord], dict[str, Any]]:
     """One MDS partition: `folder/shard.NNNNN.mds` files and `folder/index.json`, byte for byte what
     `MDSWriter(out=folder, columns={'tokens': 'ndarray:<dtype>', 'segment_lengths': 'ndarray:int32'})`
     writes for these rows. Returns the files and the partition's index (for the merged index)."""
@@ -298,7 +299,7 @@ def write_mds(root: Path, folder: str, rows: Rows, vocab_size: int) -> tuple[lis
         raise ValueError("MDS cannot store an empty row")
     names, encodings = _mds_columns(dtype)
     config = {"column_encodings": encodings, "column_names": names, "column_sizes": [None, None],
-              "compression": None, "format": "mds", "hashes": [], "size_limit": MDS_SIZE_LIMIT, "version": 2}
+              "compression": None, "format": "mds", "hashes": [], "size_limit": size_limit, "version": 2}
     config_data = json.dumps(config, sort_keys=True).encode("utf-8")
     seg_bytes, tok_bytes = _mds_sample_sizes(rows, dtype)
     sample = 8 + seg_bytes + tok_bytes  # two u32 sizes, then the columns
@@ -307,7 +308,7 @@ def write_mds(root: Path, folder: str, rows: Rows, vocab_size: int) -> tuple[lis
     groups: list[tuple[int, int]] = []
     start, size = 0, 8 + len(config_data)
     for i, s in enumerate(sample.tolist()):
-        if MDS_SIZE_LIMIT < size + s + 4:  # (with nothing cached yet, MDSWriter flushes an empty file)
+        if size_limit < size + s + 4:  # (with nothing cached yet, MDSWriter flushes an empty file)
             groups.append((start, i))
             start, size = i, 8 + len(config_data)
         size += s + 4
