@@ -75,7 +75,13 @@ class PlanParams(Params):
     tokens: float | None = Field(None, gt=0, description="training tokens D (with `params`)")
     base: str = Field("chinchilla", description="scaling-law constants: chinchilla, epoch, "
                       "muennighoff_c4")
-    fit: str | None = Field(None, description="a fit.json from `curate plan fit` (q_i, R*_i per pool)")
+    fit: str | None = Field(None, description="fit the pools here first: `quick` (~3 min on 2 cores), `cpu`, "
+                            "`cuda`, `auto` (cuda if present); or a fit.json path from `curate plan fit`. "
+                            "Without one the weights are token shares (a warning says so)")
+    target: dict[str, Any] | str | None = Field(None, description="what the fit measures: {sources: {src: w}}, "
+                                                "{pools: {pool: w}}, {path: file or folder} or a path; default: "
+                                                "held-out documents of the reference source (docs/planner.md)")
+    estimator: str = Field("auto", description="auto (best held-out Spearman), law, regmix or dml")
 
 
 class PlanJob(Job):
@@ -94,10 +100,45 @@ class PlanJob(Job):
         pools = Path(prev_dir) / "pools.json"
         if not pools.is_file():
             raise ProcessorError(f"plan: {pools} not found (a `pools` step must come first)")
+        fit = p.fit
+        counters: dict[str, Any] = {}
+        if fit in DESIGN_NAMES:
+            fit, counters = _fit_here(pools, Path(out_dir) / "fit", fit, p.target, p.estimator, seed)
+        elif fit is not None and not Path(fit).is_file():
+            raise ProcessorError(f"plan: fit {fit!r} is neither a design ({', '.join(sorted(DESIGN_NAMES))}) "
+                                 "nor an existing fit.json")
         plan = plan_command(pools, out_dir, budget_flops=p.budget_flops, params=p.params,
-                            tokens=p.tokens, base=p.base, fit=p.fit)
+                            tokens=p.tokens, base=p.base, fit=fit, estimator=p.estimator)
         kept = [x for x in plan.get("pools", []) if x.get("weight", 0) > 0] if isinstance(plan, dict) else []
-        return {"counters": {"pools_kept": len(kept)}}
+        return {"counters": {"pools_kept": len(kept), **counters}}
+
+
+DESIGN_NAMES = {"auto", "quick", "cpu", "cuda", "ci"}
+
+
+def _fit_here(pools: Path, out: Path, design: str, target: Any, estimator: str, seed: int) -> tuple[str, dict]:
+    """`fit: quick` etc.: proxy runs on this pipeline's own pools (Ray tasks), fit.json beside the plan."""
+    import sys
+    from dataclasses import replace
+
+    from curate.planner import experiment
+    from curate.planner.pools import load_pools
+    from curate.planner.swarm import export_swarm
+    from curate.planner.target import TargetSpec
+
+    if design == "auto":
+        d = experiment.design_for()
+    elif design == "quick":
+        d = experiment.design_for(quick=True)
+    else:
+        d = replace(experiment.DESIGNS[design])
+    d.seed = seed
+    out.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(f"plan fit: {m}", file=sys.stderr)  # noqa: E731 - progress of a minutes-long step
+    rep = experiment.fit_pools(load_pools(pools), d, TargetSpec.from_config(target), estimator=estimator, log=log)
+    experiment.save_fit(rep, out / "fit.json")
+    export_swarm(rep.to_dict(), out / "swarm")
+    return str(out / "fit.json"), {"proxy_runs": len(rep.runs), "fit_seconds": round(rep.seconds, 1)}
 
 
 # ---------------------------------------------------------------- shard
@@ -139,4 +180,8 @@ class ShardJob(Job):
         result = run_shard(cfg, resume=True, log=lambda _m: None)
         manifest = getattr(result, "manifest", None) or {}
         totals = manifest.get("totals", {}) if isinstance(manifest, dict) else {}
-        return {"counters": {k: v for k, v in totals.items() if isinstance(v, (int, float))}}
+        counters = {k: v for k, v in totals.items() if isinstance(v, (int, float))}
+        for name, f in (manifest.get("formats") or {}).items():  # trainer formats written (same rows)
+            counters[f"{name}_tokens"] = f.get("tokens", 0)
+        counters["pools_written_once"] = len(manifest.get("pool_outputs") or {})
+        return {"counters": counters}
