@@ -90,7 +90,9 @@ class ShardConfig(BaseModel):
         """Tokens per packed row: seq_len, or seq_len + 1 with shifted targets."""
         shifted = self.shifted_targets
         if shifted is None:
-            shifted = any(f in ("nanotron", "litdata") for f in self.format)
+            from .formats import SHIFTED_FORMATS
+
+            shifted = any(f in SHIFTED_FORMATS for f in self.format)
         return self.seq_len + (1 if shifted and self.mode == "packed" else 0)
 
     @field_validator("tokenizer", mode="before")
