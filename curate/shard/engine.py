@@ -10,8 +10,12 @@
 3. Scatter: every selected copy of every document goes, with its key, to one of B buckets
    (contiguous key ranges, so bucket order is run order), sorted, plus each bucket's head.
 4. Pack: each bucket is sorted, cut into sequences (borrowing the next buckets' heads to end
-   its last one), shuffled with `seed`, and written as one shard with its SHA-256.
-5. manifest.json, written last.
+   its last one), shuffled with `seed`, and written as one shard with its SHA-256 — in every
+   format asked for (Parquet, Megatron, nanotron, MDS, LitData: formats.py), the same rows.
+4b. With `per_pool`: each token-cache file's documents that the plan's first pass over its pool
+   takes, once, in the trainer formats (pools/<pool>/), for the trainer's own blend.
+5. The merged MDS/LitData indexes, blend/ (the plan as each trainer's weights: trainers.py), and
+   manifest.json, written last.
 
 Every step's tasks run on the same pool of Ray actors (one per worker slot), started once per run.
 
