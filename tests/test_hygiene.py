@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -174,17 +175,21 @@ def test_hygiene_pipeline_on_real_pages(ray_session, shared_data, data, web_page
     result = run_pipeline(cfg, RunOptions(progress=False))
     stats = {s.stage: s for s in result.stats}
 
-    # paragraph_dedup == an independent count of normalised lines over the cc documents
+    # paragraph_dedup == an independent count of normalised lines (of 2+ letter words) over the
+    # cc documents
+    def key(line: str) -> str | None:
+        return normalize_py(line) if len(re.findall(r"[^\W\d_]+", line)) >= 2 else None
+
     docs_per_line = Counter()
     for r in rows:
         if r["source"] == "cc":
-            docs_per_line.update({normalize_py(ln) for ln in r["text"].split("\n") if normalize_py(ln)})
+            docs_per_line.update({key(ln) for ln in r["text"].split("\n") if key(ln)})
     expected, removed = {}, 0
     for r in rows:
         if r["source"] != "cc":
             continue
         lines = r["text"].split("\n")
-        keep = [ln for ln in lines if not normalize_py(ln) or docs_per_line[normalize_py(ln)] <= 1]
+        keep = [ln for ln in lines if not key(ln) or docs_per_line[key(ln)] <= 1]
         removed += len(lines) - len(keep)
         if len(keep) < len(lines):
             new = "\n".join(keep).strip("\n")
