@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 READERS = REPO / "benchmarks" / ".venvs" / "shard-readers" / "bin" / "python"

@@ -50,7 +50,7 @@ from . import mixer
 from .config import ShardConfig
 from .formats import FORMAT_DIRS
 from .inputs import MixTargets, mix_targets
-from .manifest import FORMAT, MANIFEST, read_manifest, shard_name, write_manifest
+from .manifest import FORMAT, MANIFEST, read_manifest, write_manifest
 from .tasks import load_marker
 from .tokenizer import Tokenizer, worker_env
 from .trainers import merge_indexes, write_blends

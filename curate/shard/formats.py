@@ -51,7 +51,6 @@ MEGATRON_CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16
                   np.dtype(np.int64): 5, np.dtype(np.float64): 6, np.dtype(np.float32): 7,
                   np.dtype(np.uint16): 8}
 MDS_SIZE_LIMIT = 1 << 26  # MDSWriter's default
-MDS_VALUE_DTYPES = {"uint16": 16, "int32": 33, "uint32": 32, "int64": 65}
 LITDATA_CHUNK_BYTES = 64_000_000  # litdata's "64MB"
 LITDATA_NUMPY_INDEX = {"int8": 0, "int16": 1, "int32": 2, "int64": 3, "uint8": 4, "uint16": 5, "uint32": 6,
                        "uint64": 7}
