@@ -7,7 +7,8 @@ Two ways to hand a plan to a trainer (docs/sharding.md says when each fits):
 - **pools** (`per_pool`): each pool's planned documents once, in its own folder; the trainer mixes
   and repeats them with the plan's weights: Megatron `--data-path W1 PREFIX1 ...` (weights = each
   pool's share of the planned tokens, split over its parts by their tokens; Megatron repeats a pool
-  as many epochs as its weight asks), nanotron's `dataset_folder` + `dataset_weights`, MDS `Stream`s
+  as many epochs as its weight asks; `--split 100,0,0` so that no part is held out for validation,
+  which would change the epochs), nanotron's `dataset_folder` + `dataset_weights`, MDS `Stream`s
   with `repeat` = the plan's epochs, LitData `CombinedStreamingDataset` weights.
 
 `blend/blend.json` states, per variant and trainer, the tokens each pool gets when the run trains
@@ -140,7 +141,7 @@ def write_blends(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             args = _megatron(per["megatron"]["data_path"])
             put(f"megatron-data-args.{variant}.txt", args + "\n")
             put(f"megatron-data-path.{variant}.txt",
-                f"--data-path {args} --seq-length {seq_len} --train-samples {train_samples}\n")
+                f"--data-path {args} --split 100,0,0 --seq-length {seq_len} --train-samples {train_samples}\n")
         if "nanotron" in per:
             n = per["nanotron"]
             # tokenizer_name set here: nanotron then only checks it against the .ds.metadata files
