@@ -329,14 +329,10 @@ def test_pools_same_with_processes_and_explicit_edges(classified, work, shared_d
 
 
 def test_command_line(classified, web, work, shared_data):
-    import typer
     from typer.testing import CliRunner
 
-    from curate.classify.cli import classify_app, pools_command
+    from curate.cli import app  # the real CLI, with its error path (a user error: one line, exit 2)
 
-    app = typer.Typer()
-    app.add_typer(classify_app, name="classify")
-    app.command("pools")(pools_command)
     run = CliRunner().invoke
     model = work / "cli" / "q.bin"
     res = run(app, ["classify", "train-quality", "--web", web[1][0], "-o", str(model),
