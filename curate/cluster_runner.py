@@ -53,8 +53,7 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     import ray
 
     from curate.cluster_dedup import run_cluster_dedup
-    from curate.ray_io import read_parquet_parts
-    from curate.runner import _num_partitions
+    from curate.ray_io import num_partitions, read_parquet_parts
 
     if not parts:
         return []
@@ -66,7 +65,7 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
         if opts.progress:
             print(f"[{head.name}] {msg}", file=sys.stderr, flush=True)
 
-    kept, info = run_cluster_dedup(ds, proc, num_partitions=_num_partitions(parts, workers), on_phase=on_phase)
+    kept, info = run_cluster_dedup(ds, proc, num_partitions=num_partitions(parts), on_phase=on_phase)
     dropped = info.pop("dropped", None)
     rows_in = int(info.get("counters", {}).get("docs", 0))
     records = []

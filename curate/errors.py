@@ -38,7 +38,7 @@ class UserError(Exception):
 _USER_ERROR_TYPES = {
     "curate.config.ConfigError", "processors.base.ProcessorError",
     "curate.classify.data.ClassifyError", "curate.shard.engine.ShardError",
-    "curate.shard.inputs.InputError", "curate.shard.tokenizer.TokenizerError",
+    "curate.shard.inputs.InputError", "processors.tokenizer.TokenizerError",
     "curate.shard.manifest.ManifestError", "curate.planner.solver.Infeasible",
 }
 # Wrappers that name the failing step; they are user errors when what they wrap is one.

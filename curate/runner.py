@@ -25,6 +25,7 @@ from curate.io import (
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
+from curate.ray_io import num_partitions
 from curate.prefilter_rules import with_prefilter_rules
 from curate.stats import StageStats, merge
 from processors.base import ProcessorError, Source
@@ -253,14 +254,6 @@ def _run_file_segment(seg: Segment, tasks: list[Task], out_dir: Path, workers: i
     return [r for r in load_task_records(out_dir) if r["task"] in wanted]
 
 
-def _num_partitions(parts: list[str], workers: int) -> int:
-    import pyarrow.parquet as pq
-
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
-    # Independent of the CPU count, so 1 and 2 CPUs give the same partitions and output parts.
-    return max(8, -(-rows // 100_000))
-
-
 def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: int,
                        opts: RunOptions) -> list[dict[str, Any]]:
     import ray
@@ -268,7 +261,7 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
 
     if not parts:
         return []
-    n = _num_partitions(parts, workers)
+    n = num_partitions(parts)
     key = seg.head.build().key_column
     progress = Progress(seg.name, n, opts.progress)
     try:

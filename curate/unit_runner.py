@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from curate.chain import Chain, part_name, task_id
 from curate.components import RunStats, report
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
-from curate.ray_io import _open
+from curate.ray_io import _open, num_partitions
 from curate.stats import StageStats, text_bytes
 from processors.base import BatchResult
 
@@ -159,13 +159,12 @@ def run_unit_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -
     import ray
 
     from curate.cluster_dedup import copartition
-    from curate.runner import _num_partitions
 
     if not parts:
         return []
     head = seg.head
     proc = head.build()
-    P = _num_partitions(parts, workers)
+    P = num_partitions(parts)
     run = RunStats()
     try:
         listing = ray.data.from_items([{PART: i, "path": p} for i, p in enumerate(parts)],

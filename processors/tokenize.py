@@ -2,7 +2,7 @@
 
 For pipelines that want tokens per document (counting, per-document training data, inspection) in
 the ordinary stage flow. The mixed, packed, globally shuffled shards come from `curate shard`, which
-uses the same tokenizer code (curate/shard/tokenizer.py): a tiktoken encoding name, a
+uses the same tokenizer code (processors/tokenizer.py): a tiktoken encoding name, a
 tokenizer.json path or a Hub id; BOS/EOS as configured; truncation and padding off.
 
     stages:
@@ -44,7 +44,7 @@ class Tokenize(Mapper):
     def setup(self) -> None:
         if self._tok is not None:
             return
-        from curate.shard.tokenizer import TokenizerError, TokenizerSpec
+        from processors.tokenizer import TokenizerError, TokenizerSpec
 
         p = self.params
         spec = TokenizerSpec(name=p.tokenizer, tiktoken_cache=p.tiktoken_cache, add_bos=p.add_bos,

@@ -212,7 +212,7 @@ def test_token_counter_both_kinds(shared_data):
     assert 10 <= one <= 15 and n_bert[0] == 100 * one
     assert 900 < n_tik[0] < 1300
     assert bert.name == "bert-wordpiece-tokenizer.json" and tik.name == "cl100k_base"
-    from curate.shard.tokenizer import TokenizerError
+    from processors.tokenizer import TokenizerError
 
     with pytest.raises(TokenizerError, match="tiktoken"):
         TokenCounter("no_such_encoding").count(["x"])

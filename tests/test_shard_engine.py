@@ -22,7 +22,7 @@ from curate.shard import mixer
 from curate.shard.config import ShardConfig
 from curate.shard.engine import ShardError, ShardRun, run_shard
 from curate.shard.manifest import read_manifest
-from curate.shard.tokenizer import TokenizerSpec
+from processors.tokenizer import TokenizerSpec
 from curate.shard.verify import verify_shards
 
 SEQ_LEN = 256

@@ -28,7 +28,7 @@ import shard_corpus
 from curate.shard.config import ShardConfig
 from curate.shard.engine import run_shard
 from curate.shard.formats import Rows, write_mds
-from curate.shard.tokenizer import TokenizerSpec
+from processors.tokenizer import TokenizerSpec
 from curate.shard.verify import verify_shards
 
 REPO = Path(__file__).resolve().parents[1]

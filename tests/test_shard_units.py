@@ -13,7 +13,7 @@ import pytest
 from curate.shard import mixer
 from curate.shard.inputs import InputError, _round_to_total, mix_targets, read_plan
 from curate.shard.pack import BucketPlan, pack_bucket, sort_rows
-from curate.shard.tokenizer import TokenizerError, TokenizerSpec
+from processors.tokenizer import TokenizerError, TokenizerSpec
 from curate.shard.writer import SCATTER_SCHEMA, list_array
 
 

@@ -1,4 +1,4 @@
-"""Token counts with the pipeline's tokenizer (curate/shard/tokenizer.py), for pools.
+"""Token counts with the pipeline's tokenizer (processors/tokenizer.py), for pools.
 
 The spec is what `curate shard` and the `tokenize` stage take: a tiktoken encoding name
 (`cl100k_base`; offline it needs `TIKTOKEN_CACHE_DIR` / `tiktoken_cache`, e.g. ../shared/data/tokenizers),
@@ -24,7 +24,7 @@ class TokenCounter:
 
     def load(self):
         if self._tok is None:
-            from curate.shard.tokenizer import TokenizerSpec
+            from processors.tokenizer import TokenizerSpec
 
             self._tok = TokenizerSpec(name=self.spec, tiktoken_cache=self.cache_dir, add_bos=False,
                                       add_eos=False).load()

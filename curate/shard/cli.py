@@ -116,7 +116,7 @@ def shard(
     from curate.shard.config import ShardConfig, load_shard_config
     from curate.shard.engine import ShardError, run_shard
     from curate.shard.inputs import InputError, parse_weights
-    from curate.shard.tokenizer import TokenizerError
+    from processors.tokenizer import TokenizerError
 
     def _tok_value(v: str | None) -> str | int | None:
         return int(v) if v is not None and v.isdigit() else v

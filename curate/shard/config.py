@@ -23,9 +23,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from curate.config import parse_size
+from curate.units import parse_size
 
-from .tokenizer import TokenizerSpec
+from processors.tokenizer import TokenizerSpec
 
 
 class ShardConfig(BaseModel):

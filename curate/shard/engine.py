@@ -52,7 +52,7 @@ from .formats import FORMAT_DIRS
 from .inputs import MixTargets, mix_targets
 from .manifest import FORMAT, MANIFEST, read_manifest, write_manifest
 from .tasks import load_marker
-from .tokenizer import Tokenizer, worker_env
+from processors.tokenizer import Tokenizer, worker_env
 from .trainers import merge_indexes, write_blends
 from .writer import BODY, HEAD, index_path
 
@@ -111,7 +111,7 @@ class _Worker:
         # Thread settings before the tokenizer library starts its pool. Set here rather than as a
         # Ray runtime_env, which would start fresh worker processes instead of reusing idle ones.
         os.environ.update(env)
-        from .tokenizer import TokenizerSpec
+        from processors.tokenizer import TokenizerSpec
 
         self.tok = TokenizerSpec(**spec).load()
         self.kwargs = kwargs

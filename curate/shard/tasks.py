@@ -19,7 +19,7 @@ from . import formats as fmt
 from . import mixer
 from .manifest import shard_name
 from .pack import BucketPlan, documents_bucket, pack_bucket, sort_rows
-from .tokenizer import Tokenizer
+from processors.tokenizer import Tokenizer
 from .writer import (BODY, HEAD, SCATTER_SCHEMA, ScatterWriter, TokenCacheWriter, list_array, list_lengths,
                      list_values, np_array, read_blobs, read_token_cache, write_marker, write_shard)
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from .manifest import ManifestError, read_manifest
 from .verify_formats import verify_trainer_formats
-from curate.shard.tokenizer import sha256_file
+from processors.tokenizer import sha256_file
 
 
 @dataclass

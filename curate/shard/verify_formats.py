@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import formats as fmt
-from .tokenizer import sha256_file
+from processors.tokenizer import sha256_file
 
 Problem = Callable[[str], None]
 _CHUNK = 1 << 24  # ids per vocabulary-range read
