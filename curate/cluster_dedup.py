@@ -59,6 +59,9 @@ from processors.base import ClusterDedup, ProcessorError
 UID = "_cd_uid"
 KEEP = "_cd_keep"
 COMPONENT = "_cd_component"
+# What the components step labels (node -> component) and the survivor election writes.
+_LABELS_SCHEMA = pa.schema([("node", pa.int64()), ("component", pa.int64())])
+_ASSIGN_SCHEMA = pa.schema([(UID, pa.int64()), ("cluster_id", pa.string()), (KEEP, pa.bool_())])
 BUCKET = "_cd_bucket"
 PAYLOAD = "_cd_payload"
 ID = "id"
@@ -182,7 +185,7 @@ def cluster_dedup(
         rank_cols = list(dict.fromkeys(rank_cols))
         n_nodes = cc["nodes"]
         if n_nodes <= broadcast_rows:
-            lookup = _collect_sorted(labels, "node", ["component"])
+            lookup = _collect_sorted(labels, "node", ["component"], _LABELS_SCHEMA)
             members = docs.map_batches(
                 _attach_broadcast,
                 batch_size=ROW_BATCH, fn_kwargs={"lookup": [lookup], "columns": rank_cols}, **_KW
@@ -211,7 +214,7 @@ def cluster_dedup(
         drop_cols = [c for c in processor.internal_columns() if c in schema.names] + [UID]
         cluster_col = processor.cluster_column
         if n_assign <= broadcast_rows:
-            lookup = _collect_sorted(assignment, UID, ["cluster_id", KEEP])
+            lookup = _collect_sorted(assignment, UID, ["cluster_id", KEEP], _ASSIGN_SCHEMA)
             assigned = docs.map_batches(
                 _assign_broadcast,
                 batch_size=WIDE_BATCH,
@@ -360,7 +363,7 @@ def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_
     ).materialize()
     if linked is not None and payloads.size_bytes() <= broadcast_bytes:
         # few linked documents: their payloads go to every worker, one map checks the links
-        table = _collect_sorted(payloads, UID, [XPAYLOAD])
+        table = _collect_sorted(payloads, UID, [XPAYLOAD], pay_schema)
         return links.map_batches(
             _verify_broadcast, batch_size=ROW_BATCH,
             fn_kwargs={"payloads": [table], "processor": processor, "sink": sink}, **_KW,
@@ -459,7 +462,7 @@ def _attach_joined(docs: pa.Table, labels: pa.Table) -> pa.Table:
 
 
 def _elect(part: pa.Table, keys: list[tuple[str, str]], sink: Any) -> pa.Table:
-    out_schema = pa.schema([(UID, pa.int64()), ("cluster_id", pa.string()), (KEEP, pa.bool_())])
+    out_schema = _ASSIGN_SCHEMA
     if part.num_rows == 0:
         return out_schema.empty_table()
     t = part.sort_by([(COMPONENT, "ascending")] + [(c, o) for c, o in keys])
@@ -543,14 +546,17 @@ def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def _collect_sorted(ds: ray.data.Dataset, key: str, columns: list[str]) -> ray.ObjectRef:
-    """Put a small dataset, sorted by `key`, in the object store for broadcast lookups."""
+def _collect_sorted(ds: ray.data.Dataset, key: str, columns: list[str], schema: pa.Schema) -> ray.ObjectRef:
+    """Put a small dataset, sorted by `key`, in the object store for broadcast lookups.
+
+    `schema` types the empty lookup: a dataset with no rows (one document, no edges) has no
+    blocks, and Ray then knows no schema for it."""
     refs = ds.to_arrow_refs()
     tables = [t for t in ray.get(refs) if t.num_rows]
     if tables:
         table = pa.concat_tables(tables).select([key] + columns).sort_by(key)
     else:
-        table = ds.schema().base_schema.empty_table().select([key] + columns)
+        table = schema.empty_table().select([key] + columns)
     return ray.put(table)
 
 

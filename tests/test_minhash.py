@@ -392,6 +392,23 @@ def test_pipeline_equals_independent_computation(ray_session, corpus, params, br
     assert len(same) > 20 and np.mean(same) >= 0.9
 
 
+@pytest.mark.parametrize("broadcast_rows", [1_000_000, 0], ids=["broadcast", "joins"])
+def test_one_or_two_documents_equal_independent_computation(ray_session, corpus, broadcast_rows):
+    # One real document, then two: with no shared band the components step labels nothing and Ray
+    # knows no schema for its empty output (this failed with "'NoneType' object has no attribute
+    # 'base_schema'").
+    docs = corpus[0]
+    params = MinHashDedupParams(side_output=True)
+    for one in (docs.slice(0, 1), pa.concat_tables([docs.slice(0, 1), docs.slice(docs.num_rows - 1, 1)])):
+        expected, _, _ = independent_dedup(one, params)
+        kept, dropped, stats = _run(ray_session, one, params, broadcast_rows=broadcast_rows)
+        got = dict(zip(kept.column("id").to_pylist(), kept.column("cluster_id").to_pylist()))
+        if dropped is not None and dropped.num_rows:
+            got.update(zip(dropped.column("id").to_pylist(), dropped.column("cluster_id").to_pylist()))
+        assert got == expected and len(got) == one.num_rows
+        assert kept.num_rows == len(set(expected.values()))
+
+
 def test_candidate_probability_curve():
     assert candidate_probability(0.8, 9, 13) == pytest.approx(0.3993, abs=1e-3)
     assert candidate_probability(1.0, 9, 13) == 1.0
