@@ -32,7 +32,6 @@ import argparse
 import gzip
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -145,20 +144,6 @@ stages:
 '''
 
 
-class CpuMeter:
-    """CPU seconds (user + system) of the commands run meanwhile, their whole process trees as far
-    as they were waited for (Ray's workers and raylet included): less sensitive to other jobs on
-    the machine than wall time."""
-
-    def __enter__(self) -> "CpuMeter":
-        self.r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.cpu = (r1.ru_utime - self.r0.ru_utime) + (r1.ru_stime - self.r0.ru_stime)
-
-
 def input_dir(copies: int, work: Path) -> Path:
     """The web WARCs, `copies` times under other names (symlinks)."""
     if copies == 1:
@@ -246,21 +231,16 @@ def main() -> None:
             pages = N_PAGES * copies
             name = f"x{copies}-c{cpus}"
             r: dict = {"pages": pages, "cpus": cpus}
-            with CpuMeter() as m:
-                r["curate_s"], r["curate_kept"] = run_curate(data, cpus, work, name)
-            r["curate_cpu_s"] = m.cpu
+            # Wall time only: CPU time of the process trees is not comparable across tools (Ray's
+            # workers are children of the raylet, which does not wait for them: not counted).
+            r["curate_s"], r["curate_kept"] = run_curate(data, cpus, work, name)
             if args.curate_full:
-                with CpuMeter() as m:
-                    r["curate_full_s"], r["curate_full_kept"] = run_curate(data, cpus, work, name + "-full", full=True)
-                r["curate_full_cpu_s"] = m.cpu
+                r["curate_full_s"], r["curate_full_kept"] = run_curate(data, cpus, work, name + "-full", full=True)
             if dt_py:
-                with CpuMeter() as m:
-                    r["datatrove_s"], r["datatrove_kept"] = run_datatrove(dt_py, data, cpus, work, name)
-                r["datatrove_cpu_s"] = m.cpu
+                r["datatrove_s"], r["datatrove_kept"] = run_datatrove(dt_py, data, cpus, work, name)
             if nemo_py:
-                with CpuMeter() as m:
-                    r["nemo_s"], r["nemo_kept"] = run_nemo(nemo_py, data, cpus, work, name)
-                r["nemo_cpu_s"] = m.cpu
+                r["nemo_s"], r["nemo_kept"] = run_nemo(nemo_py, data, cpus, work, name)
+            r["load_1min"] = os.getloadavg()[0]  # after the row: the machine was shared if this is high
             print(json.dumps(r), flush=True)
             results.append(r)
     finally:
@@ -277,15 +257,14 @@ def main() -> None:
             f"{r['datatrove_s'] / r['curate_s']:.2f}x" if "datatrove_s" in r else "-",
             f"{r['nemo_s'] / r['curate_s']:.2f}x" if "nemo_s" in r else "-",
             cell(r, "curate_kept", "{}"), cell(r, "curate_full_kept", "{}"), cell(r, "datatrove_kept", "{}"),
-            cell(r, "nemo_kept", "{}"),
-            " / ".join(cell(r, k, "{:.0f}") for k in ("curate_cpu_s", "datatrove_cpu_s", "nemo_cpu_s")),
+            cell(r, "nemo_kept", "{}"), f"{r['load_1min']:.1f}",
         ])
     print(f"\nextract -> language ID (en, de) -> Gopher quality on {WEB} (copied K times); wall seconds, "
           f"start-up included; load average before the runs {load_before[0]:.2f} / {load_before[1]:.2f} "
           f"(1 / 5 min), after {os.getloadavg()[0]:.2f}\n")
     print_table(["pages", "CPUs", "curate s", "curate (no pre-pass) s", "datatrove s", "NeMo Curator s",
                  "datatrove / curate", "NeMo / curate", "curate kept", "curate (no pre-pass) kept",
-                 "datatrove kept", "NeMo kept", "CPU s curate / datatrove / NeMo"], rows)
+                 "datatrove kept", "NeMo kept", "load after row"], rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline_throughput.json").write_text(json.dumps(results, indent=2))
 
