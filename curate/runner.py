@@ -26,6 +26,7 @@ from curate.io import (
 )
 from curate.plan_graph import Segment, build_segments
 from curate.ray_io import num_partitions
+from curate.ray_session import ensure_ray
 from curate.prefilter_rules import with_prefilter_rules
 from curate.stats import StageStats, merge
 from processors.base import ProcessorError, Source
@@ -74,23 +75,9 @@ class RunResult:
 @contextmanager
 def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
     """Join a cluster (address given), reuse an initialised Ray, or start an embedded one."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Shuffles run in their own worker pool; with Ray's default of one idle worker per CPU,
-    # workers are killed and respawned between steps, costing seconds on small machines.
-    os.environ.setdefault("RAY_num_workers_soft_limit", "8")
+    started = ensure_ray(opts.address or cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory)
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        address = opts.address or cfg.ray.address
-        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
-                                      configure_logging=False)
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_memory,
-                     **kwargs)
-        started = True
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours is per task and counts documents
     ctx.print_on_execution_start = False

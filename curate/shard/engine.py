@@ -83,18 +83,12 @@ def _default_log(msg: str) -> None:
 # ---------------------------------------------------------------- Ray plumbing
 class _Ray:
     def __init__(self, cfg: ShardConfig) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        from curate.ray_session import ensure_ray
+
+        self.started = ensure_ray(cfg.address, cfg.num_cpus)
         import ray
 
         self.ray = ray
-        self.started = False
-        if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            if cfg.address:
-                ray.init(address=cfg.address, **kwargs)
-            else:  # "local": a fresh embedded Ray, never a cluster some other process left running
-                ray.init(address="local", num_cpus=cfg.num_cpus, **kwargs)
-            self.started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.cpus = max(1, cpus)
 
