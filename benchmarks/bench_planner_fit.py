@@ -43,7 +43,8 @@ def report_fit(d: dict) -> None:
     print("base: " + "  ".join(f"{k}={b[k]:.4g} [{ci[k][0]:.3g}, {ci[k][1]:.3g}]" for k in b))
     for p in f["pools"]:
         q, r = p["quality_ci95"], p["rstar_ci95"]
-        print(f"  {p['name']:9s} q={p['quality']:.3f} [{q[0]:.3f}, {q[1]:.3f}]  R*={p['rstar']:.2f} [{r[0]:.2f}, {r[1]:.2f}]")
+        qi = f"[{q[0]:.3f}, {q[1]:.3f}]" if q else "(reference)"
+        print(f"  {p['name']:9s} q={p['quality']:.3f} {qi}  R*={p['rstar']:.2f} [{r[0]:.2f}, {r[1]:.2f}]")
     print("fit runs (measured val loss):")
     for r in runs:
         if r["spec"]["kind"] != "holdout":
@@ -54,10 +55,11 @@ def report_fit(d: dict) -> None:
         w = ", ".join(f"{k}={x:.2f}" for k, x in run["spec"]["weights"].items())
         print(f"  {vr['name']}: {w}: {vr['measured']:.4f} -> {vr['predicted']:.4f}")
     print(f"Spearman(predicted, measured) = {v['spearman']:.3f}, MAE = {v['mae']:.4f}")
-    at_bound = [p["name"] for p in f["pools"] if p["rstar"] <= 0.0501 or p["rstar"] >= 999]
-    if at_bound or not 0.011 < b["alpha"] < 2.49 or not 0.011 < b["beta"] < 2.49:
-        print(f"note: parameters at a bound of the fit box (R* of {at_bound}, alpha {b['alpha']:.3g}, beta {b['beta']:.3g}): "
-              "the data do not pin them inside it")
+    for flag in f.get("at_bound", []):
+        print(f"note: {flag['param']} = {flag['value']:.4g} at its {flag['bound']} bound; profile 95% interval "
+              f"{flag.get('profile_ci95')}")
+    for k, e in d.get("estimators", {}).items():
+        print(f"estimator {k}: held-out Spearman {e['spearman']:.3f}, MAE {e['mae']:.4f} ({e['n_heldout']} mixtures)")
 
 
 def main() -> None:
@@ -80,7 +82,10 @@ def main() -> None:
         design = experiment.FitDesign()
         if args.tokens:
             design.tokens = args.tokens
-        rep = experiment.fit_pools(pf, design)
+        from curate.planner.target import TargetSpec
+
+        # The target: held-out WikiText articles (no pool trains on them), not a mix of the candidates.
+        rep = experiment.fit_pools(pf, design, TargetSpec(sources={"wikitext-2": 1.0}))
         experiment.save_fit(rep, out / "fit.json")
     report_fit(experiment.load_fit(out / "fit.json"))
     from curate.planner.plan import plan_command

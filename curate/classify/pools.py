@@ -317,7 +317,8 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
     pf = PoolsFile(version=1, tokenizer=tokenizer_name, pools=[
         Pool(name=n, source=str(merged[n]["source"]), domain=str(merged[n]["domain"]),
              quality_bucket=merged[n]["quality_bucket"], documents=merged[n]["documents"],
-             characters=merged[n]["characters"], unique_tokens=merged[n]["unique_tokens"], path=n)
+             characters=merged[n]["characters"], unique_tokens=merged[n]["unique_tokens"], path=n,
+             score=_mean_score(merged[n]))
         for n in kept])
     save_pools(pf, out / "pools.json")
     total_tokens = sum(merged[n]["unique_tokens"] for n in kept)
@@ -349,6 +350,11 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     log(f"{len(kept)} pools, {total_docs} documents, {total_tokens} tokens ({tokenizer_name}) -> {out / 'pools.json'}")
     return summary
+
+
+def _mean_score(m: dict) -> float | None:
+    """The pool's mean quality score, passed on to the planner (None: no document was scored)."""
+    return round(m["score_sum"] / m["scored"], 6) if m["scored"] else None
 
 
 def summary_rows(summary: dict) -> list[dict[str, Any]]:

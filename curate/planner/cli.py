@@ -43,6 +43,7 @@ def plan(
     pool_max_epochs: Optional[list[str]] = typer.Option(None, help="POOL=EPOCHS cap (repeatable)"),
     min_weight: Optional[list[str]] = typer.Option(None, help="POOL=W minimum weight (repeatable)"),
     max_weight: Optional[list[str]] = typer.Option(None, help="POOL=W maximum weight (repeatable)"),
+    estimator: str = typer.Option("auto", help="with --fit: auto (the fit's best-validated), law, regmix, dml"),
 ) -> None:
     """Plan a mixture: writes OUT/plan.json and OUT/report.html."""
     if ctx.invoked_subcommand is not None:
@@ -54,51 +55,119 @@ def plan(
 
     caps = Caps(max_epochs=_parse_map(pool_max_epochs, "--pool-max-epochs"), min_weight=_parse_map(min_weight, "--min-weight"),
                 max_weight=_parse_map(max_weight, "--max-weight"), default_max_epochs=max_epochs)
-    p = plan_command(pools, out, budget_flops=budget_flops, params=params, tokens=tokens, base=base, fit=fit, caps=caps)
-    typer.echo(f"N={p['model']['params']:.4g} D={p['model']['tokens']:.4g} predicted loss {p['predicted_loss']:.4f}")
+    p = plan_command(pools, out, budget_flops=budget_flops, params=params, tokens=tokens, base=base, fit=fit, caps=caps,
+                     estimator=estimator, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"N={p['model']['params']:.4g} D={p['model']['tokens']:.4g} predicted loss {p['predicted_loss']:.4f} "
+               f"(estimator: {p['estimator']['name']})")
     for r in p["pools"]:
-        typer.echo(f"  {r['name']:16s} weight {r['weight']:.4f}  epochs {r['epochs']:.3g}")
+        typer.echo(f"  {r['name']:20s} weight {r['weight']:.4f}  epochs {r['epochs']:.3g}  q {r['quality']:.3g} "
+                   f"({r['quality_source']})  R* {r['rstar']:.3g} ({r['rstar_source']})")
     typer.echo(f"wrote {out / 'plan.json'} and {out / 'report.html'}")
+
+
+def _target_from_options(target: Optional[str], target_source: Optional[list[str]], target_pool: Optional[list[str]]):
+    from .target import TargetSpec
+
+    def weights(items: list[str] | None) -> dict[str, float]:
+        out = {}
+        for it in items or []:
+            k, _, v = it.partition("=")
+            out[k] = float(v) if v else 1.0
+        return out
+
+    return TargetSpec(sources=weights(target_source), pools=weights(target_pool),
+                      path=target)
+
+
+def _ci(v) -> str:
+    return f"[{v[0]:.3g}, {v[1]:.3g}]" if v else ""
+
+
+def echo_fit(d: dict, echo=typer.echo) -> None:
+    """The fit's figures on the terminal: groups, q_i / R*_i with intervals, bounds, estimators."""
+    f = d["fit"]
+    for p in f.get("pools", []):
+        flags = "".join(f"  <- {what} at its {b} bound" for what, b in (("q", p.get("quality_at_bound")), ("R*", p.get("rstar_at_bound"))) if b)
+        echo(f"  {p['name']:20s} q={p['quality']:.3f} {_ci(p['quality_ci95']):18s} ({p.get('quality_ci_method', '')})  "
+             f"R*={p['rstar']:.3g} {_ci(p['rstar_ci95'])} ({p.get('rstar_ci_method', '')}){flags}")
+    for b in f.get("at_bound", []):
+        ci = b.get("profile_ci95")
+        echo(f"warning: {b['param']} = {b['value']:.4g} sits at the {b['bound']} bound ({b['limit']:.4g}) of the fit box; "
+             f"profile-likelihood 95% interval {_ci(ci)}")
+    for why in d.get("unplaced", {}).values():
+        echo(f"warning: {why}")
+    echo("estimators on held-out mixtures no fit saw:")
+    for k, e in d.get("estimators", {}).items():
+        mark = "  <- chosen" if k == d.get("chosen_estimator") else ""
+        echo(f"  {k:7s} Spearman {e['spearman']:.3f}  MAE {e['mae']:.4f}  ({e['n_heldout']} held out, trained on "
+             f"{e['n_train']} runs){' [' + e['error'] + ']' if e.get('error') else ''}{mark}")
 
 
 @plan_app.command("fit")
 def fit_cmd(
-    pools: Path = typer.Option(..., help="pools.json whose pools have Parquet `path`s"),
-    out: Path = typer.Option(..., help="output folder: fit.json"),
-    tokens: Optional[int] = typer.Option(None, help="tokens per proxy run (default 2^17)"),
-    sizes: Optional[str] = typer.Option(None, help="comma-separated d_model values of the size sweep"),
-    holdout: Optional[int] = typer.Option(None, help="held-out validation mixtures (default 6)"),
-    ref: Optional[str] = typer.Option(None, help="reference pool (q = 1); default: the first pool"),
-    val_mix: Optional[list[str]] = typer.Option(None, help="POOL=W validation mix (default: uniform)"),
-    bootstrap: Optional[int] = typer.Option(None, help="bootstrap resamples (default 100)"),
+    pools: Optional[Path] = typer.Option(None, help="pools.json whose pools have Parquet `path`s (the `pools` stage's)"),
+    out: Path = typer.Option(..., help="output folder: fit.json (+ swarm/ ratios.csv, metrics.csv, runs.csv)"),
+    design: str = typer.Option("auto", help="auto (cuda if present, else cpu), cpu, quick, ci, cuda"),
+    target: Optional[str] = typer.Option(None, help="target documents: a .txt/.jsonl/.parquet file or folder"),
+    target_source: Optional[list[str]] = typer.Option(None, help="SOURCE[=W]: held-out documents of a source (repeatable)"),
+    target_pool: Optional[list[str]] = typer.Option(None, help="POOL[=W]: held-out documents of a pool (repeatable)"),
+    estimator: str = typer.Option("auto", help="auto (best held-out Spearman), law, regmix or dml"),
+    import_swarm: Optional[Path] = typer.Option(None, help="fit on a swarm folder (ratios.csv + metrics.csv [+ runs.csv]) "
+                                                "instead of running proxies"),
+    swarm_target: str = typer.Option("target", help="with --import-swarm: the metrics.csv column to minimise"),
+    tokens: Optional[int] = typer.Option(None, help="tokens per proxy run (D0)"),
+    sizes: Optional[str] = typer.Option(None, help="comma-separated d_model values; the first is the base size"),
+    holdout: Optional[int] = typer.Option(None, help="held-out validation mixtures (default 8)"),
+    swarm: Optional[int] = typer.Option(None, help="Dirichlet swarm runs for regmix / dml"),
+    ref: Optional[str] = typer.Option(None, help="reference group (q = 1); default: the largest"),
+    bootstrap: Optional[int] = typer.Option(None, help="bootstrap resamples"),
+    executor: str = typer.Option("ray", help="ray (parallel tasks) or serial"),
     seed: int = typer.Option(0),
-    small: bool = typer.Option(False, help="the tiny CI design (seconds, not minutes)"),
+    small: bool = typer.Option(False, help="the tiny CI design (same as --design ci)"),
 ) -> None:
-    """Train proxy LMs on the pools, fit q_i and R*_i, validate on held-out mixtures."""
-    from . import experiment
-    from .pools import load_pools
+    """Train proxy LMs on the pools, fit q_i and R*_i (and RegMix, DML), validate on held-out mixtures."""
+    from dataclasses import replace as _replace
 
-    d = experiment.CI_DESIGN if small else experiment.FitDesign()
+    from . import experiment
+    from .errors import PlanInputError
+    from .pools import load_pools
+    from .swarm import export_swarm
+
+    if small:
+        design = "ci"
+    if design == "auto":
+        d = experiment.design_for()
+    elif design in experiment.DESIGNS:
+        d = _replace(experiment.DESIGNS[design])
+    else:
+        raise PlanInputError(f"--design {design!r}: choose auto, {', '.join(experiment.DESIGNS)}")
     if tokens:
         d.tokens = tokens
     if sizes:
         d.sizes = tuple(int(x) for x in sizes.split(","))
-        d.base_size = d.sizes[0]
     if holdout is not None:
         d.n_holdout = holdout
+    if swarm is not None:
+        d.n_swarm = swarm
     if bootstrap is not None:
         d.n_boot = bootstrap
     d.seed = seed
-    rep = experiment.fit_pools(load_pools(pools), d, _parse_map(val_mix, "--val-mix") or None, ref, log=typer.echo)
+    if import_swarm:
+        rep = experiment.fit_imported(import_swarm, d, target=swarm_target, ref=ref, estimator=estimator, log=typer.echo)
+    else:
+        if pools is None:
+            raise PlanInputError("curate plan fit needs --pools (or --import-swarm DIR)")
+        rep = experiment.fit_pools(load_pools(pools), d, _target_from_options(target, target_source, target_pool), ref,
+                                   estimator=estimator, log=typer.echo, executor=executor)
     out.mkdir(parents=True, exist_ok=True)
     experiment.save_fit(rep, out / "fit.json")
-    def ci(v: tuple[float, float] | None) -> str:
-        return f"[{v[0]:.3g}, {v[1]:.3g}]" if v else ""
-
-    for p in rep.fit.to_dict()["pools"]:
-        typer.echo(f"  {p['name']:16s} q={p['quality']:.3f} {ci(p['quality_ci95'])}  R*={p['rstar']:.2f} {ci(p['rstar_ci95'])}")
-    typer.echo(f"{len(rep.runs)} proxy runs in {rep.seconds:.1f}s; held-out Spearman {rep.validation.spearman:.3f}")
-    typer.echo(f"wrote {out / 'fit.json'}")
+    d_ = rep.to_dict()
+    export_swarm(d_, out / "swarm")
+    echo_fit(d_)
+    typer.echo(f"{len(rep.runs)} proxy runs in {rep.seconds:.1f}s; chosen estimator {rep.chosen}")
+    if d_.get("scale_note"):
+        typer.echo(f"note: {d_['scale_note']}")
+    typer.echo(f"wrote {out / 'fit.json'} and {out / 'swarm'}/ (ratios.csv, metrics.csv, runs.csv)")
 
 
 @plan_app.command("qqt")

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import laws
 from .mixture import MixtureLaw
+from .errors import PlanInputError
 from .pools import PoolsFile, load_pools
 from .solver import (
     Allocation,
@@ -30,34 +31,87 @@ from .solver import (
 SCHEMA = "curate.plan/v1"
 
 
+NO_FIT_WARNING = ("no fit: every pool has q = 1 and the base law's R* (defaults, not measurements), so the weights "
+                  "are the pools' token shares (repetition aside), not a judgement of their value. Run `curate plan "
+                  "fit` (or give the YAML plan step `fit: quick`) to measure the pools against a target.")
+
+
+def pool_params(pf: PoolsFile, fit: dict | None, rstar_default: float) -> list[dict]:
+    """Per pool: q, R*, where each came from (fit | prior | default) and its interval.
+
+    A pool the fit measured gets its group's fitted values ("fit"; "fit, merged into X" for a small
+    pool measured together with its sibling X). A pool the fit could not measure, or any pool
+    without a fit, takes the pools.json prior when it has one ("prior (pools.json)"); a pool the fit
+    left out without such a prior gets an explicit conservative prior: the lowest fitted q and the
+    median fitted R* ("prior (lowest fitted q)"). Without fit or prior: q = 1, the base's R*_D
+    ("default")."""
+    f = (fit or {}).get("fit", {})
+    fitted = {p["name"]: p for p in f.get("pools", [])}
+    group_of = {m: g["name"] for g in (fit or {}).get("groups", []) for m in g["members"]}
+    if fit and not group_of:  # a fit.json from before groups: one group per pool
+        group_of = {n: n for n in fitted}
+    qs = [p["quality"] for p in fitted.values()]
+    rs = [p["rstar"] for p in fitted.values()]
+    out = []
+    for p in pf.pools:
+        g = group_of.get(p.name)
+        fp = fitted.get(g) if g else None
+        row: dict = {"name": p.name}
+        if fp:
+            how = "fit" if g == p.name else f"fit, merged into {g}"
+            row.update(quality=fp["quality"], rstar=fp["rstar"], quality_source=how, rstar_source=how,
+                       quality_ci95=fp.get("quality_ci95"), rstar_ci95=fp.get("rstar_ci95"), fit_group=g,
+                       quality_at_bound=fp.get("quality_at_bound"), rstar_at_bound=fp.get("rstar_at_bound"))
+        else:
+            if p.quality is not None:
+                row.update(quality=p.quality, quality_source="prior (pools.json)")
+            elif fit and qs:
+                row.update(quality=min(qs), quality_source="prior (lowest fitted q: not measured)")
+            else:
+                row.update(quality=1.0, quality_source="default (q = 1)")
+            if p.rstar is not None:
+                row.update(rstar=p.rstar, rstar_source="prior (pools.json)")
+            elif fit and rs:
+                row.update(rstar=float(np.median(rs)), rstar_source="prior (median fitted R*: not measured)")
+            else:
+                row.update(rstar=rstar_default, rstar_source="default (base law R*_D)")
+            row.update(quality_ci95=None, rstar_ci95=None, fit_group=None)
+        out.append(row)
+    return out
+
+
 def build_law(pf: PoolsFile, fit: dict | None = None, base: str = "chinchilla") -> MixtureLaw:
-    """Per-pool q_i and R*_i come from the fit when it has the pool, else from pools.json priors,
-    else q = 1 and the base law's R*_D. Base constants: a preset, or `fitted` (needs a fit)."""
-    fit_pools = {p["name"]: p for p in (fit or {}).get("fit", {}).get("pools", [])}
+    """The mixture law with per-pool q_i and R*_i from `pool_params`; base constants a preset, or
+    `fitted` (needs a fit). Provenance rides in law.meta["pools"]."""
     if base == "fitted":
         if not fit:
-            raise ValueError("base 'fitted' needs --fit FIT.json from `curate plan fit`")
+            raise PlanInputError("base 'fitted' needs --fit FIT.json from `curate plan fit`")
         b = fit["fit"]["base"]
         consts = laws.LawConstants("fitted", E=b["E"], A=b["A"], B=b["B"], alpha=b["alpha"], beta=b["beta"],
                                    rstar_d=math.nan, rstar_n=math.inf)
+        rstar_default = 15.387756
     else:
-        consts = laws.preset(base)
-    q, r = [], []
-    for p in pf.pools:
-        fp = fit_pools.get(p.name)
-        q.append(fp["quality"] if fp else (p.quality or 1.0))
-        rr = fp["rstar"] if fp else (p.rstar or consts.rstar_d)
-        if not math.isfinite(rr):
-            raise ValueError(f"pool {p.name!r} has no R* (not in the fit, no prior in pools.json)")
-        r.append(rr)
-    q_arr = np.array(q, float)
-    if base != "fitted" and fit_pools:
+        try:
+            consts = laws.preset(base)
+        except ValueError as e:
+            raise PlanInputError(str(e)) from None
+        rstar_default = consts.rstar_d
+    rows = pool_params(pf, fit, rstar_default)
+    for r in rows:
+        if not math.isfinite(r["rstar"]):
+            raise PlanInputError(f"pool {r['name']!r} has no R* (not in the fit, no prior in pools.json)")
+    q_arr = np.array([r["quality"] for r in rows], float)
+    if base != "fitted" and fit:
         # Fitted q are relative to the fit's reference pool; under a published base law the best
         # pool is taken to be worth the data that law was fitted on (q = 1). Only ratios of q
         # decide the mixture; this sets the loss level and the N/D balance.
-        q_arr = q_arr / q_arr.max()
+        scale = q_arr.max()
+        q_arr = q_arr / scale
+        for r in rows:  # intervals in the same units as the q the plan uses
+            if r.get("quality_ci95"):
+                r["quality_ci95"] = [x / scale for x in r["quality_ci95"]]
     return MixtureLaw(consts, [p.name for p in pf.pools], np.array([p.unique_tokens for p in pf.pools], float),
-                      q_arr, np.array(r), param_excess=base != "fitted")
+                      q_arr, np.array([r["rstar"] for r in rows]), param_excess=base != "fitted", meta={"pools": rows})
 
 
 def _pool_rows(pf: PoolsFile, law: MixtureLaw, a: Allocation) -> list[dict]:
@@ -70,7 +124,11 @@ def _pool_rows(pf: PoolsFile, law: MixtureLaw, a: Allocation) -> list[dict]:
             "tokens": float(a.tokens[i]), "epochs": float(a.epochs[i]), "unique_tokens": int(p.unique_tokens),
             "quality": float(law.quality[i]), "rstar": float(law.rstar[i]),
             "marginal_value": float(m[i]),  # effective tokens per extra raw token of this pool
+            "score": p.score,  # mean quality-classifier score (pools.json), not q
         })
+        prov = law.meta.get("pools", [{}] * len(pf.pools))[i]
+        rows[-1].update({k: prov.get(k) for k in ("quality_source", "rstar_source", "quality_ci95", "rstar_ci95",
+                                                   "fit_group", "quality_at_bound", "rstar_at_bound")})
     return rows
 
 
@@ -116,18 +174,104 @@ def law_plan(pf: PoolsFile, law: MixtureLaw, *, budget_flops: float | None = Non
     return plan
 
 
+def apply_estimator(plan: dict, law: MixtureLaw, fit: dict | None, estimator: str = "auto") -> dict:
+    """Record which estimator decides the weights, and apply a mixture regression's mixture.
+
+    `auto` follows the fit's best-validated estimator. The law plans repetition at the plan's
+    scale; regmix / dml give one mixture (found at proxy scale, RegMix's premise being that the
+    ranking transfers), applied at the plan's N and D from the law; its loss is the law's
+    prediction for that mixture. Groups' weights are split over their member pools by tokens."""
+    chosen = "law"
+    if fit and estimator == "auto":
+        chosen = fit.get("chosen_estimator", "law")
+    elif estimator != "auto":
+        chosen = estimator
+    if not fit:
+        plan["estimator"] = {"name": "none", "why": "no fit: defaults and priors only"}
+        return plan
+    scores = fit.get("estimators", {})
+    plan["estimator"] = {"name": chosen, "selection": "best held-out Spearman" if estimator == "auto" else "asked for",
+                         "heldout": {k: {"spearman": v.get("spearman"), "mae": v.get("mae"), "n_heldout": v.get("n_heldout"),
+                                         "error": v.get("error")} for k, v in scores.items()}}
+    if chosen == "law":
+        return plan
+    mix = fit.get("mixtures", {}).get(chosen)
+    if not mix:
+        raise PlanInputError(f"estimator {chosen!r}: the fit has no mixture for it (available: {sorted(fit.get('mixtures', {}))})")
+    group_of = {m: g["name"] for g in fit.get("groups", []) for m in g["members"]}
+    members: dict[str, list[int]] = {}
+    for i, n in enumerate(law.names):
+        if n in group_of:
+            members.setdefault(group_of[n], []).append(i)
+    w = np.zeros(law.k)
+    for g, idx in members.items():
+        gw = mix["weights"].get(g, 0.0)
+        u = law.unique_tokens[idx]
+        w[idx] = gw * u / u.sum()
+    w = w / w.sum()
+    D = plan["model"]["tokens"]
+    tokens = w * D
+    plan["law_weights"] = {r["name"]: r["weight"] for r in plan["pools"]}
+    for i, r in enumerate(plan["pools"]):
+        r.update(weight=float(w[i]), tokens=float(tokens[i]), epochs=float(tokens[i] / law.unique_tokens[i]),
+                 kept=bool(w[i] > 1e-9))
+    plan["predicted_loss"] = float(law.loss(plan["model"]["params"], tokens))
+    plan["predicted_loss_source"] = f"the law's prediction for the {chosen} mixture"
+    plan["effective_tokens"] = float(law.effective_data(tokens))
+    plan["estimator"]["note"] = (f"weights from {chosen} (best mixture at proxy scale, held-out validated); model size "
+                                 "and tokens from the law; the frontier below is the law's")
+    return plan
+
+
+def provenance(plan: dict, law: MixtureLaw, fit: dict | None) -> list[str]:
+    """Warnings a user must see (terminal, plan.json, top of the report)."""
+    warn = []
+    if not fit:
+        rows = law.meta.get("pools", [])
+        priors = [r["name"] for r in rows if r["quality_source"].startswith("prior")]
+        if not priors:
+            warn.append(NO_FIT_WARNING)
+        else:
+            rest = [r["name"] for r in rows if r["name"] not in priors]
+            warn.append(f"no fit: q of {', '.join(priors)} are priors from pools.json, not measured on proxies"
+                        + (f"; {', '.join(rest)} have the default q = 1" if rest else ""))
+    else:
+        for b in fit["fit"].get("at_bound", []):
+            ci = b.get("profile_ci95")
+            warn.append(f"fit: {b['param']} = {b['value']:.4g} sits at the {b['bound']} bound of the fit box "
+                        f"({b['limit']:.4g}): the proxy runs do not pin it" + (f"; profile 95% interval [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""))
+        for why in fit.get("unplaced", {}).values():
+            warn.append(f"fit: {why}")
+        for n in fit.get("notes", []):
+            if "merged into" in n:
+                warn.append(f"fit: {n}")
+        if fit.get("scale_note") and "below" in fit["scale_note"]:
+            warn.append("fit: " + fit["scale_note"])
+    return warn
+
+
 def write_plan(plan: dict, out: Path, fit: dict | None = None) -> tuple[Path, Path]:
     from .report import render_report
 
     out.mkdir(parents=True, exist_ok=True)
     objects = plan.pop("_objects", {})
     if fit:
+        est = fit.get("estimators", {})
         plan["fit"] = {"ref_pool": fit["fit"]["ref_pool"], "base": fit["fit"]["base"],
-                       "validation_spearman": fit["validation"]["spearman"], "n_runs": fit.get("n_runs")}
+                       "base_ci95": fit["fit"].get("base_ci95"), "at_bound": fit["fit"].get("at_bound", []),
+                       "validation_spearman": fit["validation"]["spearman"], "n_runs": fit.get("n_runs"),
+                       "target": fit.get("target", {}).get("description"), "groups": fit.get("groups"),
+                       "unplaced": fit.get("unplaced"), "device": fit.get("device"),
+                       "max_proxy_params": fit.get("max_proxy_params"), "scale_note": fit.get("scale_note"),
+                       "estimators": {k: {"spearman": v.get("spearman"), "mae": v.get("mae")} for k, v in est.items()}}
     pj = out / "plan.json"
-    pj.write_text(json.dumps(plan, indent=2, default=_json_default) + "\n")
+    tmp = pj.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plan, indent=2, default=_json_default) + "\n")
+    tmp.replace(pj)
     html = out / "report.html"
-    html.write_text(render_report(plan, objects, fit))
+    tmp = html.with_suffix(".html.tmp")
+    tmp.write_text(render_report(plan, objects, fit))
+    tmp.replace(html)
     return pj, html
 
 
@@ -140,12 +284,23 @@ def _json_default(o: Any) -> Any:
 
 
 def plan_command(pools: str | Path, out: str | Path, *, budget_flops: float | None = None, params: float | None = None,
-                 tokens: float | None = None, base: str = "chinchilla", fit: str | Path | None = None,
-                 caps: Caps | None = None) -> dict:
-    """What `curate plan --pools ... --out ...` does, callable from Python."""
+                 tokens: float | None = None, base: str = "chinchilla", fit: str | Path | dict | None = None,
+                 caps: Caps | None = None, estimator: str = "auto", log=None) -> dict:
+    """What `curate plan --pools ... --out ...` does, callable from Python. Warnings (no fit,
+    parameters at a bound, merged or unmeasured pools) go to `log` (stderr by default), plan.json
+    ("warnings") and the top of report.html."""
+    import sys
+
+    from .experiment import load_fit
+
+    log = log or (lambda m: print(m, file=sys.stderr))
     pf = load_pools(pools)
-    fit_d = json.loads(Path(fit).read_text()) if fit else None
+    fit_d = fit if isinstance(fit, dict) else (load_fit(fit) if fit else None)
     law = build_law(pf, fit_d, base)
     plan = law_plan(pf, law, budget_flops=budget_flops, params=params, tokens=tokens, caps=caps)
+    apply_estimator(plan, law, fit_d, estimator)
+    plan["warnings"] = provenance(plan, law, fit_d)
+    for w in plan["warnings"]:
+        log(f"warning: {w}")
     write_plan(plan, Path(out), fit_d)
     return plan

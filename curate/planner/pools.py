@@ -12,7 +12,8 @@ Schema (version 1), documented in docs/planner.md:
      "pools": [{"name": "web_high", "source": "cc", "domain": "web", "quality_bucket": "high",
                 "documents": 281, "characters": 1234567, "unique_tokens": 300000,
                 "path": "pools/web_high",      # optional: a Parquet file or a folder of them
-                "quality": 1.0, "rstar": 15.4  # optional priors; a fit overrides them
+                "quality": 1.0, "rstar": 15.4, # optional priors; a fit overrides them
+                "score": 0.83                  # optional mean classifier score (not a prior)
                }, ...]}
 """
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Pool(BaseModel):
     # (R*_i). Without a fit or these, the planner uses q = 1 and the base law's R*_D.
     quality: float | None = Field(default=None, gt=0)
     rstar: float | None = Field(default=None, gt=0)
+    # Mean quality-classifier score of the pool's documents (the `pools` stage writes it). Not a
+    # q_i: it orders buckets and picks the default target's reference source (target.py).
+    score: float | None = None
 
     @field_validator("quality_bucket", mode="before")
     @classmethod

@@ -67,9 +67,8 @@ def split_pool(name: str, docs: list[np.ndarray], valid_tokens: int, seed: int) 
         n += len(docs[order[k]])
         k += 1
     train = [docs[i] for i in order[k:]]
-    if not train:
-        raise ValueError(f"pool {name!r} is too small to hold out {valid_tokens} validation tokens")
-    return PoolTokens(name, np.concatenate(train), np.concatenate(val))
+    empty = np.zeros(0, dtype=np.int32)
+    return PoolTokens(name, np.concatenate(train) if train else empty, np.concatenate(val) if val else empty)
 
 
 # ----------------------------------------------------------------------------- model
@@ -241,36 +240,46 @@ def build_batches(spec: RunSpec, pools: dict[str, PoolTokens]) -> np.ndarray:
 
 
 def pick_device(pref: str | None = None) -> str:
+    """`cuda` when a GPU is visible (or asked for), else `cpu`."""
     if pref:
         return pref
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@dataclass
+class EvalSet:
+    """The target as token streams: name -> held-out stream, and each stream's weight (sum 1)."""
+
+    streams: dict[str, np.ndarray]
+    weights: dict[str, float]
+
+    def tokens(self) -> int:
+        return int(sum(len(s) for s in self.streams.values()))
+
+
 @torch.no_grad()
-def evaluate(model: TinyLM, pools: dict[str, PoolTokens], val_mix: dict[str, float], ctx: int, device: str,
-             batch: int = 64, max_tokens: int | None = None) -> tuple[float, dict[str, float]]:
-    """Mean token cross-entropy on each pool's held-out stream; the validation loss is their
-    val_mix-weighted mean (the target distribution the planner optimises for)."""
+def evaluate(model: TinyLM, target: EvalSet, ctx: int, device: str, batch: int = 64) -> tuple[float, dict[str, float]]:
+    """Mean token cross-entropy on each target stream; the loss is their weighted mean."""
     model.eval()
-    by_pool = {}
-    for p in sorted(val_mix):
-        stream = pools[p].valid if max_tokens is None else pools[p].valid[: max_tokens + 1]
-        win = torch.from_numpy(_windows(stream, ctx).astype(np.int64))
+    by = {}
+    for p in sorted(target.streams):
+        win = torch.from_numpy(_windows(target.streams[p], ctx).astype(np.int64))
         tot, cnt = 0.0, 0
         for i in range(0, len(win), batch):
             x = win[i : i + batch].to(device)
             logits = model(x[:, :-1])
             tot += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").item()
             cnt += x[:, 1:].numel()
-        by_pool[p] = tot / cnt
-    wsum = sum(val_mix.values())
+        by[p] = tot / max(cnt, 1)
+    wsum = sum(target.weights[p] for p in by)
     model.train()
-    return sum(val_mix[p] * by_pool[p] for p in by_pool) / wsum, by_pool
+    return sum(target.weights[p] * by[p] for p in by) / wsum, by
 
 
-def train_run(spec: RunSpec, pools: dict[str, PoolTokens], vocab: int, val_mix: dict[str, float],
+def train_run(spec: RunSpec, pools: dict[str, PoolTokens], vocab: int, target: EvalSet,
               cfg: TrainConfig | None = None) -> RunResult:
-    """Train one proxy model from scratch (AdamW, warmup + cosine to min_lr) and evaluate it."""
+    """Train one proxy model from scratch (AdamW, warmup + cosine to min_lr) and evaluate it on
+    the target (documents no pool trains on)."""
     cfg = cfg or TrainConfig()
     device = pick_device(cfg.device)
     if device == "cpu":
@@ -303,6 +312,6 @@ def train_run(spec: RunSpec, pools: dict[str, PoolTokens], vocab: int, val_mix: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    val, by_pool = evaluate(model, pools, val_mix, spec.shape.context, device, cfg.eval_batch)
+    val, by_pool = evaluate(model, target, spec.shape.context, device, cfg.eval_batch)
     return RunResult(spec, float(val), by_pool, time.perf_counter() - t0, device, steps,
                      train_tokens=int(len(data) * spec.shape.context))

@@ -1,0 +1,168 @@
+"""Closed loop: does the planner's mixture beat naive mixtures when a bigger model trains on it?
+
+    .venv/bin/python benchmarks/bench_planner_closed_loop.py [--pools out/sample-mix/pools/pools.json]
+        [--out benchmarks/results/planner_closed_loop] [--scale 16] [--seeds 2] [--design bench]
+
+1. On the sample pipeline's real pools (crawl by topic and quality bucket, WikiText, code; run
+   `make demo` first), fit every estimator from proxy runs (curate/planner/experiment.py), measured
+   on the default target (held-out WikiText documents no pool trains on).
+2. At `--scale` x the compute (6 N D) of the largest proxy, train one model per mixture with
+   `--seeds` seeds: the planner's (best-validated estimator), natural token shares, uniform over
+   pools, UniMax (epoch cap 1), the top bucket of each scored source/domain, and the top pool.
+3. Print the target loss per mixture (mean and spread over seeds) and the law's predicted loss
+   for each mixture at the target scale against the measurement.
+
+On a GPU the same command sizes proxies for CUDA (design_for) and scales the target with them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from curate.planner import baselines, experiment  # noqa: E402
+from curate.planner.pools import load_pools  # noqa: E402
+from curate.planner.prepare import prepare  # noqa: E402
+from curate.planner.proxy import RunSpec, pick_device  # noqa: E402
+from curate.planner.solver import waterfill  # noqa: E402
+from curate.planner.target import TargetSpec  # noqa: E402
+
+# Between the demo's quick design and the full CPU one: three sizes, 2^16-token runs.
+BENCH_DESIGN = replace(experiment.QUICK_DESIGN, name="bench", tokens=2**16, sizes=(32, 48, 64), n_swarm=16,
+                       n_holdout=8, target_tokens=32768, min_pool_tokens=16384, n_boot=30,
+                       max_chars_per_pool=1_500_000, tokenizer_chars=2_000_000)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pools", default=str(REPO / "out" / "sample-mix" / "pools" / "pools.json"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "planner_closed_loop"))
+    ap.add_argument("--scale", type=float, default=16.0, help="target compute / largest proxy's compute (>= 8)")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--design", default="bench", help="bench, quick, ci, cpu (on CUDA: the CUDA design)")
+    args = ap.parse_args()
+    if args.scale < 8:
+        sys.exit("--scale must be at least 8 (the issue's closed-loop bar)")
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pj = Path(args.pools)
+    if not pj.is_file():
+        sys.exit(f"{pj} not found: run `make demo` first (or pass --pools)")
+    pf = load_pools(pj)
+    device = pick_device()
+    design = experiment.design_for(device) if device.startswith("cuda") else (
+        BENCH_DESIGN if args.design == "bench" else experiment.DESIGNS[args.design])
+    print(f"device {device}; design {design.name}; load average {os.getloadavg()}")
+
+    # ---- 1. fit from proxies
+    prep = prepare(pf, TargetSpec(), vocab_cap=design.vocab, target_tokens=design.target_tokens,
+                   min_pool_tokens=design.min_pool_tokens, max_chars_per_pool=design.max_chars_per_pool,
+                   tokenizer_chars=design.tokenizer_chars, seed=design.seed)
+    names = [g.name for g in prep.groups]
+    sizes = {g.name: g.train_tokens for g in prep.groups}
+    ref = max(names, key=lambda p: sizes[p])
+    specs = experiment.design_runs(names, sizes, design)
+    print(f"target: {prep.resolved.description}; {prep.target.tokens()} tokens; vocab {prep.vocab}; "
+          f"{len(specs)} proxy runs on {len(names)} groups")
+    t1 = time.perf_counter()
+    runs = experiment.run_all(specs, prep.streams, prep.vocab, prep.target, design.train, print, "ray")
+    prior = np.array([sizes[p] for p in names], float)
+    fit, scores, mixtures = experiment.fit_estimators(runs, names, design, ref, prior=prior)
+    chosen = experiment.est.choose(scores)
+    t_fit = time.perf_counter() - t1
+    rep = experiment.FitReport(fit, scores, chosen, runs, design, prep.to_dict(), t_fit, 0.0, device, mixtures)
+    experiment.save_fit(rep, out / "fit.json")
+    print(f"fit: {len(runs)} runs in {t_fit:.0f}s; chosen estimator {chosen}")
+
+    # ---- 2. the target scale
+    largest = max(runs, key=lambda r: 6.0 * r.spec.shape.non_embedding_params() * r.spec.tokens)
+    c_proxy = 6.0 * largest.spec.shape.non_embedding_params() * largest.spec.tokens
+    shape = design.shape(max(design.sizes))
+    N = shape.non_embedding_params()
+    D = int(args.scale * c_proxy / (6.0 * N))
+    D -= D % shape.context
+    c_target = 6.0 * N * D
+    U = np.array([sizes[p] for p in names], float)
+    law = fit.law(U)  # fitted base constants, q_i, R*_i; unique tokens = each group's training stream
+    groups = {g.name: g for g in prep.groups}
+    pools_by = {p.name: p for p in pf.pools}
+
+    def group_score(g: str) -> float | None:
+        ms = [pools_by[m] for m in groups[g].members if pools_by[m].score is not None]
+        if not ms:
+            return None
+        return sum(m.score * m.unique_tokens for m in ms) / sum(m.unique_tokens for m in ms)
+
+    gscores = [group_score(g) for g in names]
+    keys = [(pools_by[g].source, pools_by[g].domain) for g in names]
+    mixes: dict[str, np.ndarray] = {}
+    law_alloc = waterfill(law, N, D)
+    if chosen == "law":
+        mixes["planner (law)"] = law_alloc.weights
+    else:
+        mixes[f"planner ({chosen})"] = np.array([mixtures[chosen]["weights"][p] for p in names])
+        mixes["planner (law)"] = law_alloc.weights
+    mixes["natural"] = baselines.natural(U)
+    mixes["uniform"] = baselines.uniform(len(names))
+    mixes["unimax (1 epoch cap)"] = baselines.unimax(U, D, max_epochs=1.0)
+    mixes["top bucket"] = baselines.top_bucket(keys, gscores, U)
+    mixes["top pool"] = baselines.top_pool(gscores)
+    print(f"\ntarget scale: d_model {shape.d_model}, N = {N:,} non-embedding params, D = {D:,} tokens, "
+          f"C = {c_target:.3g} FLOPs = {c_target / c_proxy:.1f}x the largest proxy ({largest.spec.name}, C = {c_proxy:.3g})")
+    for k, w in mixes.items():
+        print(f"  {k:24s} " + "  ".join(f"{p}={x:.3f}" for p, x in zip(names, w) if x > 1e-4))
+
+    # ---- 3. train at the target scale
+    tspecs = []
+    for k, w in mixes.items():
+        for s in range(args.seeds):
+            wd = {p: float(x) for p, x in zip(names, w) if x > 1e-6}
+            tspecs.append(RunSpec(f"{k}#seed{s}", shape, D, wd, {p: sizes[p] for p in wd}, seed=1000 + s, kind="target"))
+    t2 = time.perf_counter()
+    truns = experiment.run_all(tspecs, prep.streams, prep.vocab, prep.target, design.train, print, "ray")
+    t_target = time.perf_counter() - t2
+    rows = []
+    for k, w in mixes.items():
+        ls = np.array([r.val_loss for r in truns if r.spec.name.split("#")[0] == k])
+        tokens = np.asarray(w) * D
+        pred = law.loss(N, tokens)
+        rows.append({"mixture": k, "weights": dict(zip(names, map(float, w))), "mean": float(ls.mean()),
+                     "spread": float(ls.max() - ls.min()), "std": float(ls.std(ddof=1)) if len(ls) > 1 else 0.0,
+                     "losses": ls.tolist(), "law_predicted": float(pred),
+                     "max_epochs": float(np.max(np.where(U > 0, tokens / U, 0)))})
+    best = min(rows, key=lambda r: r["mean"])
+    noise = max(r["spread"] for r in rows)
+    print(f"\n| mixture | target loss mean | spread (max-min over {args.seeds} seeds) | law predicted | max epochs |")
+    print("|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: r["mean"]):
+        print(f"| {r['mixture']} | {r['mean']:.4f} | {r['spread']:.4f} | {r['law_predicted']:.4f} | {r['max_epochs']:.2f} |")
+    planner = rows[0]
+    gap = planner["mean"] - best["mean"]
+    verdict = ("best" if planner is best else
+               f"within seed noise of the best ({best['mixture']}: +{gap:.4f} <= largest spread {noise:.4f})" if gap <= noise
+               else f"NOT within seed noise: {best['mixture']} is better by {gap:.4f} (largest spread {noise:.4f})")
+    print(f"\nplanner's mixture ({planner['mixture']}): {verdict}")
+    print("estimators (held-out Spearman / MAE): " + ", ".join(
+        f"{k} {s.spearman:.3f} / {s.mae:.4f}" for k, s in scores.items()))
+    total = time.perf_counter() - t0
+    print(f"wall: fit {t_fit:.0f}s, target runs {t_target:.0f}s, total {total:.0f}s ({total / 60:.1f} min)")
+    result = {"device": device, "design": design.name, "names": names, "target": prep.resolved.description,
+              "target_scale": {"N": N, "D": D, "flops": c_target, "x_largest_proxy": c_target / c_proxy},
+              "chosen_estimator": chosen, "estimators": {k: s.to_dict() for k, s in scores.items()},
+              "rows": rows, "verdict": verdict, "seconds": {"fit": t_fit, "target": t_target, "total": total}}
+    (out / "closed_loop.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
