@@ -292,7 +292,7 @@ def test_plan_from_fit_and_report_renders(ci_fit):
     html = root / "plan_fitted" / "report.html"
     text = html.read_text()
     for section in ("Read this first", "Where the numbers come from", "Estimator comparison", "Fitted pool quality",
-                    "Budgets where pools enter or leave", "Pareto frontier", "quality_source"):
+                    "Budgets where pools enter or leave", "<h2>Frontier</h2>", "quality_source"):
         assert section in text, section
     assert text.count("data:image/png;base64,") >= 7
     png = root / "report.png"
