@@ -163,7 +163,7 @@ def run_curate(data: Path, cpus: int, work: Path, name: str, full: bool = False)
     yaml_path.write_text(CURATE_YAML.format(web=data, out=out, cpus=cpus,
                                             extract=", prefilter: false" if full else ""))
     wall = timed([CURATE, "run", str(yaml_path), "--no-progress"])
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "_summary.json").read_text())
     return wall, summary["stages"][-1]["docs_out"]
 
 

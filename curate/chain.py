@@ -195,15 +195,15 @@ class Chain:
         label = uris[0] if len(uris) == 1 else f"{uris[0]} (+{len(uris) - 1} more)"
         return self._finish(stats, out_dir, tid, label, part_name(tid) if wrote else None, writer.rows)
 
-    def run_group_task(self, partition: pa.Table, out_dir: Path) -> dict[str, Any]:
-        """Reduce one hash partition with the Grouper head, then the body; write one part."""
+    def run_group_task(self, partition: pa.Table, out_dir: Path, tid: str) -> dict[str, Any]:
+        """Reduce one hash partition with the Grouper head, then the body; write one part.
+
+        `tid` names the partition (the same in every run), so a retried or resumed partition
+        overwrites its part and marker, never duplicates them."""
         assert isinstance(self.head, Grouper)
         stats = self._new_stats()
         st = stats[self.head_spec.name]
         key = self.head.key_column
-        # Name the part after its content so a retried partition overwrites, never duplicates.
-        ids = sorted(partition["id"].to_pylist()) if partition.num_rows else []
-        tid = task_id("group:" + (ids[0] if ids else "empty") + f":{len(ids)}")
         st.docs_in = partition.num_rows
         st.bytes_in = text_bytes(partition)
         t0 = time.perf_counter()
@@ -224,7 +224,7 @@ class Chain:
                 w.write(table)
             wrote = True
         self.write_side(out_dir, tid)
-        return self._finish(stats, out_dir, tid, f"partition of {len(ids)} rows",
+        return self._finish(stats, out_dir, tid, f"partition of {partition.num_rows} rows",
                             part_name(tid) if wrote else None, table.num_rows)
 
     def _finish(self, stats: dict[str, StageStats], out_dir: Path, tid: str, uri: str,

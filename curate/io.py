@@ -20,6 +20,10 @@ COMMIT_MARKER = "_COMMITTED"
 # Underscore-prefixed like every non-data file, so `pyarrow.dataset(stage_folder)` loads the folder.
 STATS_FILE = "_stats.json"
 TASKS_DIR = "_tasks"
+# The run summary at the output root: underscore-prefixed too, so `pyarrow.dataset(OUTPUT)` reads
+# the documents of every stage folder and skips it (a plain summary.json made the reader fail).
+SUMMARY_FILE = "_summary.json"
+OLD_SUMMARY_FILE = "summary.json"  # what older runs wrote: removed when a run rewrites the summary
 PARQUET_OPTS = dict(compression="zstd", compression_level=3, use_dictionary=["source", "domain",
                                                                             "lang", "warc_file"])
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
-from curate.chain import Chain
+from curate.chain import Chain, task_id
 from curate.config import StageSpec
 
 
@@ -57,12 +58,60 @@ def _cached_chain(head: StageSpec, body: list[StageSpec]) -> Chain:
     return chain
 
 
-def add_group_key(batch: pa.Table, head: StageSpec) -> pa.Table:
-    """Adds a Grouper's key column so the engine can hash-partition on it."""
-    return _cached_chain(head, []).head.add_key(batch)
+GROUP_PARTITION = "_group_partition"  # the engine's partition of a row in a group step
+
+
+def group_task_id(stage: str, partition: int, partitions: int) -> str:
+    """A group step's task is its partition: the same name in every run over the same input, so
+    a finished partition's marker tells a rerun to skip it and a retry overwrites its part."""
+    return task_id(f"group:{stage}:{partition}/{partitions}")
+
+
+def partition_index(column: pa.ChunkedArray | pa.Array, partitions: int) -> np.ndarray:
+    """Stable partition of each key (0..partitions-1): the same in every process and run."""
+    import xxhash
+
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(col)
+    if pa.types.is_fixed_size_binary(col.type) and col.type.byte_width >= 8 and col.null_count == 0:
+        # hash digests already: their first 8 bytes are uniform
+        data = np.frombuffer(col.buffers()[1], dtype=np.uint8)
+        w = col.type.byte_width
+        first = data[col.offset * w:(col.offset + n) * w].reshape(n, w)[:, :8].copy()
+        h = first.view(np.uint64).ravel()
+    elif pa.types.is_integer(col.type) and col.null_count == 0:
+        h = col.to_numpy().astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # mix: keys may be small
+        h ^= h >> np.uint64(29)
+    else:
+        vals = col.to_pylist()
+        h = np.fromiter((xxhash.xxh3_64_intdigest(v if isinstance(v, bytes) else repr(v).encode())
+                         for v in vals), dtype=np.uint64, count=n)
+    return (h % np.uint64(partitions)).astype(np.int64)
+
+
+def add_group_key(batch: pa.Table, head: StageSpec, partitions: int, skip: list[int]) -> pa.Table:
+    """Adds a Grouper's key column and the row's partition; drops rows of finished partitions
+    (`skip`), so a resumed step shuffles only what it has left to do."""
+    proc = _cached_chain(head, []).head
+    batch = proc.add_key(batch)
+    part = partition_index(batch.column(proc.key_column), partitions)
+    batch = batch.append_column(GROUP_PARTITION, pa.array(part, pa.int64()))
+    if skip:
+        batch = batch.filter(pa.array(~np.isin(part, np.asarray(skip, np.int64))))
+    return batch
 
 
 def reduce_partition(partition: pa.Table, head: StageSpec, body: list[StageSpec],
-                     out_dir: str) -> pa.Table:
-    """Reduces one hash partition (all rows sharing a key are in it) and writes one part."""
-    return _records([_cached_chain(head, body).run_group_task(partition, Path(out_dir))])
+                     out_dir: str, partitions: int) -> pa.Table:
+    """Reduces the engine partitions in one hash partition of Ray's (all rows of a key are in the
+    same engine partition), each as its own task: one part and one marker per engine partition."""
+    chain = _cached_chain(head, body)
+    if partition.num_rows == 0:
+        return _records([])
+    part = partition.column(GROUP_PARTITION).to_numpy()
+    table = partition.drop_columns([GROUP_PARTITION])
+    records = []
+    for p in np.unique(part):
+        rows = table.filter(pa.array(part == p))
+        records.append(chain.run_group_task(rows, Path(out_dir), group_task_id(head.name, int(p), partitions)))
+    return _records(records)

@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from curate.chain import done_tasks, load_task_records, task_id, task_key
+from curate import fingerprint
+from curate.chain import done_tasks, load_task_records, task_id, task_key, task_marker
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
-    STATS_FILE, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
+    COMMIT_MARKER, OLD_SUMMARY_FILE, STATS_FILE, SUMMARY_FILE, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
@@ -144,16 +145,24 @@ class Progress:
 
 
 # ---------------------------------------------------------------- segments
-def _fingerprint(seg: Segment, upstream: str, cfg: PipelineConfig,
-                 state_digests: dict[str, str] | None = None) -> str:
-    payload = {
-        "stages": [s.model_dump(mode="json") for s in seg.stages],
-        "upstream": upstream,
-        "seed": cfg.seed,
-    }
+def _settings_digest(seg: Segment, cfg: PipelineConfig, state_digests: dict[str, str] | None = None) -> str:
+    """What the user chose for this step: its stages' settings, the seed, driver-built state."""
+    payload: dict[str, Any] = {"stages": [s.model_dump(mode="json") for s in seg.stages], "seed": cfg.seed}
     states = {s.name: state_digests[s.name] for s in seg.stages if s.name in (state_digests or {})}
     if states:  # driver-built state (e.g. evaluation n-grams): a change of its files reruns the step
         payload["states"] = states
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _fingerprint(seg: Segment, upstream: str, cfg: PipelineConfig,
+                 state_digests: dict[str, str] | None = None) -> str:
+    """Settings, what the step reads (`upstream`: the previous step's fingerprint, or the inputs'
+    identities for the first) and the code version of each of its stages."""
+    payload = {
+        "settings": _settings_digest(seg, cfg, state_digests),
+        "upstream": upstream,
+        "code": {s.name: fingerprint.stage_code_version(s.kind) for s in seg.stages},
+    }
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -161,7 +170,9 @@ def _prepare_folder(out_dir: Path, fingerprint: str, opts: RunOptions, mode: str
     """Start clean unless an interrupted run with the same fingerprint left finished tasks."""
     running = out_dir / RUNNING_MARKER
     same = running.is_file() and read_json(running).get("fingerprint") == fingerprint
-    if opts.force or not opts.resume or not same or mode in ("group", "cluster", "units"):
+    # Group steps resume partition by partition (their markers are named after the partition);
+    # cluster and unit steps restart: their intermediate phases are not committed.
+    if opts.force or not opts.resume or not same or mode in ("cluster", "units"):
         reset_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(running, {"fingerprint": fingerprint, "pid": os.getpid()})
@@ -243,29 +254,36 @@ def _run_file_segment(seg: Segment, tasks: list[Task], out_dir: Path, workers: i
 
 def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: int,
                        opts: RunOptions) -> list[dict[str, Any]]:
+    """Hash-partition on the Grouper's key and reduce each partition. A partition is a task with
+    its own marker: after a crash, finished partitions are kept and their rows are not shuffled
+    again (they are dropped right after the key is computed)."""
     import ray
-    from curate.ray_tasks import add_group_key, reduce_partition
+    from curate.ray_tasks import GROUP_PARTITION, add_group_key, group_task_id, reduce_partition
 
     if not parts:
         return []
     n = num_partitions(parts)
-    key = seg.head.build().key_column
+    tids = [group_task_id(seg.head.name, p, n) for p in range(n)]
+    done = [p for p, t in enumerate(tids) if task_marker(out_dir, t).is_file()] if opts.resume else []
     progress = Progress(seg.name, n, opts.progress)
+    progress.done = len(done)
     try:
-        ds = ray.data.read_parquet(parts)
-        ds = ds.map_batches(add_group_key, fn_kwargs=dict(head=seg.head), batch_format="pyarrow",
-                            **_remote_args(seg))
-        # Hash repartitioning emits each partition as one block, so a reducer sees every row of
-        # its keys at once.
-        ds = ds.repartition(n, keys=[key])
-        ds = ds.map_batches(
-            reduce_partition, fn_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir)),
-            batch_size=None, batch_format="pyarrow", **_remote_args(seg),
-        )
-        _collect(ds, progress)
+        if len(done) < n:
+            ds = ray.data.read_parquet(parts)
+            ds = ds.map_batches(add_group_key, fn_kwargs=dict(head=seg.head, partitions=n, skip=done),
+                                batch_format="pyarrow", **_remote_args(seg))
+            # Hash repartitioning emits each partition as one block, so a reducer sees every row
+            # of its engine partitions (and so of its keys) at once.
+            ds = ds.repartition(n, keys=[GROUP_PARTITION])
+            ds = ds.map_batches(
+                reduce_partition, fn_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir), partitions=n),
+                batch_size=None, batch_format="pyarrow", **_remote_args(seg),
+            )
+            _collect(ds, progress)
     finally:
         progress.close()
-    return load_task_records(out_dir)
+    wanted = set(tids)
+    return [r for r in load_task_records(out_dir) if r["task"] in wanted]
 
 
 def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: list,
@@ -374,25 +392,40 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                  columns=None if readers else _input_columns(cfg, processors))
 
     all_stats: list[StageStats] = []
-    upstream = hashlib.sha1(json.dumps(tasks).encode()).hexdigest()
+    # The first step's upstream: every input's URI and identity (size and mtime, or ETag), so a
+    # file rewritten in place reruns the steps that read it.
+    upstream = hashlib.sha1(json.dumps([tasks, fingerprint.inputs_digest(u for _, u in tasks)]).encode()).hexdigest()
     prev_dir: Path | None = None
     with ray_context(cfg, opts):
         state_digests = _ship_states(cfg, processors)
         for seg in segments:
             out_dir = _stage_dir(output, seg.name)
             fp = _fingerprint(seg, upstream, cfg, state_digests)
+            settings = _settings_digest(seg, cfg, state_digests)
+            reuse, stale = False, None  # stale: why a committed step is redone
             if opts.resume and not opts.force and is_committed(out_dir):
                 info = read_commit(out_dir)
-                if info.get("fingerprint") != fp:
+                if info.get("fingerprint") == fp:
+                    reuse = True
+                elif info.get("settings") not in (None, settings):
                     raise ConfigError(
-                        f"stage {seg.name!r} in {output} was committed by a run with other inputs "
-                        f"or settings; rerun with --force to redo it, or choose another output")
+                        f"stage {seg.name!r} in {output} was committed by a run with other settings; "
+                        f"rerun with --force to redo it, or choose another output")
+                else:  # same settings: an input file or the code of a stage changed
+                    stale = ("its inputs or the code of its stages changed since it was committed"
+                             if info.get("settings") else "it was committed by an older curate")
+            if reuse:
                 for spec in seg.stages:
                     s = StageStats.from_dict(read_json(_stage_dir(output, spec.name) / STATS_FILE))
                     s.counters["skipped_resumed"] = 1
                     all_stats.append(s)
                 log.info("stage %s: committed, skipped", seg.name)
             else:
+                if stale:
+                    log.warning("step %s: %s; running it again", seg.name, stale)
+                    if opts.progress:
+                        print(f"[{seg.name}] {stale}: running it again", file=sys.stderr, flush=True)
+                    (out_dir / COMMIT_MARKER).unlink()
                 t0 = time.monotonic()
                 try:
                     _prepare_folder(out_dir, fp, opts, seg.mode)
@@ -412,7 +445,8 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
                     remove_stale_parts(out_dir, parts)
                 rows = sum(r["rows"] for r in records)
                 commit(out_dir, {
-                    "fingerprint": fp, "stages": [s.name for s in seg.stages], "parts": len(parts),
+                    "fingerprint": fp, "settings": settings, "stages": [s.name for s in seg.stages],
+                    "upstream_dir": prev_dir.name if prev_dir is not None else None, "parts": len(parts),
                     "mode": seg.mode,
                     "rows": rows, "tasks": len(records),
                     "finished_at": datetime.now(timezone.utc).isoformat(),
@@ -424,7 +458,8 @@ def run_pipeline(cfg: PipelineConfig, opts: RunOptions | None = None,
             tasks = [(None, p) for p in parquet_parts(out_dir)]
     result = RunResult(output=output, final_dir=_stage_dir(output, segments[-1].name),
                        stats=all_stats, wall_s=time.monotonic() - t_start)
-    write_json_atomic(output / "summary.json", {
+    (output / OLD_SUMMARY_FILE).unlink(missing_ok=True)  # an older run's: it would break pyarrow.dataset(OUTPUT)
+    write_json_atomic(output / SUMMARY_FILE, {
         "pipeline": cfg.name, "final": str(result.final_dir), "wall_s": round(result.wall_s, 3),
         "stages": [s.to_dict() for s in all_stats],
     })

@@ -30,13 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.chain import Chain, part_name, task_id
-from curate.components import RunStats, report
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
 from curate.ray_io import _open, num_partitions
 from curate.stats import StageStats, text_bytes
 from processors.base import BatchResult
 
 KEY, UID, PART, ROW, UNIT, DOCS = "_u_key", "_u_uid", "_u_part", "_u_row", "_u_unit", "_u_docs"
+COUNTS_DIR = f"{TASKS_DIR}/_counts"  # per-partition counters of the count step (not task records)
 _KW = {"batch_format": "pyarrow", "zero_copy_batch": True}
 READ_ROWS = 4096
 _UNIT_SCHEMA = pa.schema([(KEY, pa.uint64()), (UID, pa.int64()), (PART, pa.int64()), (ROW, pa.int64()),
@@ -72,7 +72,7 @@ def _unit_rows(listing: pa.Table, head) -> pa.Table:
     return pa.concat_tables(out) if out else _UNIT_SCHEMA.empty_table()
 
 
-def _count(part: pa.Table, max_documents: int, keep_first: bool, sink: Any) -> pa.Table:
+def _count(part: pa.Table, max_documents: int, keep_first: bool, out_dir: str) -> pa.Table:
     if part.num_rows == 0:
         return _REMOVAL_SCHEMA.empty_table()
     key = part.column(KEY).to_numpy()
@@ -88,8 +88,12 @@ def _count(part: pa.Table, max_documents: int, keep_first: bool, sink: Any) -> p
     if keep_first:  # the key's first document (smallest uid) keeps its units
         first_uid = uid[np.flatnonzero(new_key)][key_id]
         remove &= uid != first_uid
-    report(sink, {"units": int(key.size), "distinct_keys": int(new_key.sum()),
-                  "repeated_keys": int(np.count_nonzero(docs_per_key > max_documents))})
+    # The partition's counters travel in a file named after its content (its first key and size):
+    # a retried partition overwrites the same file, so the driver sums each partition once.
+    counts = {"units": int(key.size), "distinct_keys": int(new_key.sum()),
+              "repeated_keys": int(np.count_nonzero(docs_per_key > max_documents))}
+    tid = task_id(f"units-count:{int(key[0])}:{int(uid[0])}:{key.size}")
+    write_json_atomic(Path(out_dir) / COUNTS_DIR / f"{tid}.json", counts)
     sel = order[remove]
     return pa.table({PART: part.column(PART).take(pa.array(sel)), ROW: part.column(ROW).take(pa.array(sel)),
                      UNIT: part.column(UNIT).take(pa.array(sel)), DOCS: pa.array(docs[remove], pa.int64())},
@@ -165,31 +169,29 @@ def run_unit_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -
     head = seg.head
     proc = head.build()
     P = num_partitions(parts)
-    run = RunStats()
-    try:
-        listing = ray.data.from_items([{PART: i, "path": p} for i, p in enumerate(parts)],
-                                      override_num_blocks=len(parts))
-        removals = (
-            listing.map_batches(_unit_rows, batch_size=1, fn_kwargs={"head": head}, batch_format="pyarrow")
-            .repartition(P, keys=[KEY])
-            .map_batches(_count, batch_size=None, fn_kwargs={"max_documents": proc.max_documents,
-                                                             "keep_first": proc.keep_first, "sink": run.handle}, **_KW)
-        )
-        applied = copartition(
-            listing, removals, left_key=PART, right_key=PART, left_schema=_LISTING_SCHEMA,
-            right_schema=_REMOVAL_SCHEMA, num_partitions=min(P, len(parts)), fn=_apply,
-            fn_kwargs={"head": head, "body": seg.body, "out_dir": str(out_dir)},
-        )
-        records = [json.loads(r["record"]) for r in applied.iter_rows()]
-        counts = run.get()
-    finally:
-        run.close()
+    listing = ray.data.from_items([{PART: i, "path": p} for i, p in enumerate(parts)],
+                                  override_num_blocks=len(parts))
+    removals = (
+        listing.map_batches(_unit_rows, batch_size=1, fn_kwargs={"head": head}, batch_format="pyarrow")
+        .repartition(P, keys=[KEY])
+        .map_batches(_count, batch_size=None, fn_kwargs={"max_documents": proc.max_documents,
+                                                         "keep_first": proc.keep_first, "out_dir": str(out_dir)}, **_KW)
+    )
+    applied = copartition(
+        listing, removals, left_key=PART, right_key=PART, left_schema=_LISTING_SCHEMA,
+        right_schema=_REMOVAL_SCHEMA, num_partitions=min(P, len(parts)), fn=_apply,
+        fn_kwargs={"head": head, "body": seg.body, "out_dir": str(out_dir)},
+    )
+    records = [json.loads(r["record"]) for r in applied.iter_rows()]
+    counts: Counter = Counter()
+    for f in sorted((Path(out_dir) / COUNTS_DIR).glob("*.json")):
+        counts.update(json.loads(f.read_text()))
     if opts.progress:
         print(f"[{head.name}] {counts.get('units', 0):,} units, {counts.get('distinct_keys', 0):,} distinct, "
               f"{counts.get('repeated_keys', 0):,} in more than {proc.max_documents} documents",
               file=sys.stderr, flush=True)
     # the engine's counters ride on one record, so they are summed once
     extra = {"task": task_id(f"units:{head.name}:counts"), "input": "unit counts", "part": None, "rows": 0,
-             "stats": {head.name: StageStats(stage=head.name, kind=head.kind, counters=counts).to_dict()}}
+             "stats": {head.name: StageStats(stage=head.name, kind=head.kind, counters=Counter(counts)).to_dict()}}
     write_json_atomic(Path(out_dir) / TASKS_DIR / f"{extra['task']}.json", extra)
     return records + [extra]

@@ -49,7 +49,7 @@ def test_sample_pipeline_on_two_node_cluster_equals_embedded(shared_data, tmp_pa
     finally:
         cluster.shutdown()
     wall_embedded = _run(["run", "pipelines/sample.yaml", "-o", str(tmp_path / "embedded")])
-    summary = json.loads((tmp_path / "cluster" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "cluster" / "_summary.json").read_text())
     final = Path(summary["final"]).name
     cluster_docs = _docs(tmp_path / "cluster" / final)
     embedded_docs = _docs(tmp_path / "embedded" / final)

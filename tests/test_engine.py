@@ -122,3 +122,98 @@ def test_same_output_with_one_and_two_workers(ray_session, parquet_inputs, tmp_p
     names_a = sorted(p.name for p in a.final_dir.glob("part-*.parquet"))
     names_b = sorted(p.name for p in b.final_dir.glob("part-*.parquet"))
     assert names_a == names_b
+
+
+def test_output_root_reads_as_a_dataset_of_documents(ray_session, parquet_inputs, tmp_path):
+    """The run summary is `_summary.json`: `pyarrow.dataset(OUTPUT)` reads every step's documents
+    and nothing else (an older run's `summary.json` at the root is removed)."""
+    paths, _ = parquet_inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    result = run_pipeline(_cfg(paths, out, [{"fineweb": {"checkpoint": True}}, {"exact_dedup": {}}]),
+                          RunOptions(progress=False))
+    assert json.loads((out / "_summary.json").read_text())["stages"][-1]["stage"] == "exact_dedup"
+    assert not (out / "summary.json").exists()
+    ds = pads.dataset(str(out))
+    assert ds.files and all(Path(f).name.startswith("part-") for f in ds.files)
+    table = ds.to_table(columns=["id", "text"])
+    assert table.num_rows == sum(s.docs_out for s in result.stats)  # fineweb's parts + dedup's parts
+    assert table["id"].null_count == 0
+
+
+def test_changed_input_file_reruns_and_unchanged_reuses(ray_session, parquet_inputs, tmp_path):
+    paths, table = parquet_inputs
+    cfg = _cfg(paths, tmp_path / "out", [{"exact_dedup": {}}])
+    run_pipeline(cfg, RunOptions(progress=False))
+    same = run_pipeline(cfg, RunOptions(progress=False))
+    assert same.stats[0].counters.get("skipped_resumed") == 1
+    # Rewrite one input in place: same name, other content.
+    pq.write_table(_docs(1000, seed=7).slice(0, 400), paths[0])
+    again = run_pipeline(cfg, RunOptions(progress=False))
+    assert not again.stats[0].counters.get("skipped_resumed")
+    assert again.stats[0].docs_in == 2400
+    assert _read(again.final_dir).num_rows == again.stats[0].docs_out
+
+
+def test_changed_stage_code_reruns_that_step_only(ray_session, parquet_inputs, tmp_path, monkeypatch):
+    from curate import fingerprint
+
+    paths, _ = parquet_inputs
+    cfg = _cfg(paths, tmp_path / "out", [{"fineweb": {"checkpoint": True}}, {"exact_dedup": {}}])
+    run_pipeline(cfg, RunOptions(progress=False))
+    real = fingerprint.stage_code_version
+    monkeypatch.setattr(fingerprint, "stage_code_version",
+                        lambda kind: real(kind) + ("+edited" if kind == "exact_dedup" else ""))
+    again = run_pipeline(cfg, RunOptions(progress=False))
+    assert again.stats[0].counters.get("skipped_resumed") == 1  # fineweb: its code is unchanged
+    assert not again.stats[1].counters.get("skipped_resumed")  # exact_dedup: new code, run again
+    assert again.stats[1].docs_in == 3000
+
+
+def test_group_step_resumes_its_finished_partitions(ray_session, parquet_inputs, tmp_path):
+    paths, _ = parquet_inputs
+    cfg = _cfg(paths, tmp_path / "out", [{"exact_dedup": {}}])
+    full = run_pipeline(cfg, RunOptions(progress=False))
+    folder = full.final_dir
+    ids_full = sorted(_read(folder)["id"].to_pylist())
+    stats_full = json.loads((folder / STATS_FILE).read_text())
+    # A crash after all but one partition: no commit, that partition's marker and part gone.
+    fingerprint = json.loads((folder / COMMIT_MARKER).read_text())["fingerprint"]
+    (folder / COMMIT_MARKER).unlink()
+    markers = sorted((folder / TASKS_DIR).glob("*.json"))
+    assert len(markers) == 8  # one per partition: at least 8
+    victim = json.loads(markers[0].read_text())
+    markers[0].unlink()
+    (folder / victim["part"]).unlink()
+    kept = {m.name: m.stat().st_mtime_ns for m in markers[1:]}
+    (folder / "_RUNNING").write_text(json.dumps({"fingerprint": fingerprint}))
+    again = run_pipeline(cfg, RunOptions(progress=False))
+    assert {m.name: m.stat().st_mtime_ns for m in markers[1:]} == kept  # not redone
+    assert markers[0].is_file()
+    assert sorted(_read(folder)["id"].to_pylist()) == ids_full
+    stats = json.loads((folder / STATS_FILE).read_text())
+    for key in ("docs_in", "docs_out", "drops", "by_source"):
+        assert stats[key] == stats_full[key], key
+    assert again.stats[0].docs_in == 3000
+
+
+def test_worker_killed_in_group_step_counts_once(ray_session, parquet_inputs, tmp_path):
+    """The reducer's process dies after writing some partitions: Ray retries it; the retried
+    partitions overwrite their parts and markers, so the stats equal a clean run's."""
+    from curate.check import check_output
+
+    paths, _ = parquet_inputs
+    marker = tmp_path / "killed"
+    faulty = run_pipeline(_cfg(paths, tmp_path / "f", [
+        {"exact_dedup": {}}, {"fault_inject": {"marker": str(marker), "after_rows": 300}}]),
+        RunOptions(progress=False))
+    assert marker.exists()  # the kill happened
+    clean = run_pipeline(_cfg(paths, tmp_path / "c", [{"exact_dedup": {}}]), RunOptions(progress=False))
+    assert sorted(_read(faulty.final_dir)["id"].to_pylist()) == sorted(_read(clean.final_dir)["id"].to_pylist())
+    f, c = faulty.stats[0].to_dict(), clean.stats[0].to_dict()
+    for key in ("docs_in", "docs_out", "drops", "by_source"):
+        assert f[key] == c[key], key
+    assert faulty.stats[1].docs_in == faulty.stats[1].docs_out == clean.stats[0].docs_out
+    report = check_output(tmp_path / "f")
+    assert report.ok, report.problems

@@ -107,7 +107,7 @@ def test_output_loads_with_pyarrow_dataset(sample_run):
     web = table.filter(pc.equal(table["source"], "cc"))
     assert set(web["lang"].to_pylist()) <= {"en", "de"}
     assert all(t and t.strip() for t in table["text"].to_pylist())
-    summary = json.loads((result.output / "summary.json").read_text())
+    summary = json.loads((result.output / "_summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == [
         "extract", "read_wiki", "read_code", "wikitext_detok", "language_id", "gopher_repetition",
         "fineweb", "code_quality", "exact_dedup"]
@@ -185,7 +185,7 @@ stages:
     again = _run_cli(killed_yaml)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out.decode()
-    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "killed" / "_summary.json").read_text())
     extract = next(s for s in summary["stages"] if s["stage"] == "extract")
     assert extract["counters"].get("skipped_resumed") == 1  # not re-extracted
     assert {p: p.stat().st_mtime_ns for p in extract_parts} == extract_parts
