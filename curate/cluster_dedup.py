@@ -1,82 +1,106 @@
-"""Cluster deduplication on Ray Data, generic over `processors.base.ClusterDedup`.
+"""Cluster deduplication on Ray Data, generic over `processors.base.ClusterDedup`: identify, then remove.
 
-Stages (the processor supplies the per-batch pieces, this module the distributed plumbing):
+Only what a phase needs moves; the documents themselves are read twice from their parts (for
+signatures, and to remove duplicates) and once more, for linked documents only, to check pairs
+exactly. Each document gets a positional node id, `uid = part index << 32 | row in part`, so
+anything keyed by uid can be routed back to the one part it came from.
 
-1. annotate   map over the documents: the processor adds its columns (signatures, ranks), the
-              engine a 64-bit node id per document (xxh3_64 of `id`). Materialized once: every
-              later stage reads it and the input pipeline is not run twice.
-2. buckets    map: (bucket key, node id[, payload]) rows; hash shuffle on the bucket key; each
-              partition links the rows that share a key -- a star to the bucket's smallest node,
-              or, when the processor verifies, every row to the first `verify_anchors` rows of
-              its bucket that pass `verify`.
-   verify     (processors with `exact_verification`) the links that passed `verify` are checked
-              again on `exact_payload` values (e.g. whole shingle sets): the payloads of the
-              linked documents are broadcast when they fit in `broadcast_bytes`, else brought to
-              each link by two hash joins.
-3. clusters   `curate.components.connected_components` over the links (distributed rounds).
-4. survivors  the nodes' survivor keys are attached to their component (a hash join, or a
-              broadcast lookup when the graph is small), then a shuffle on the component elects
-              the first node under `survivor_keys()` + `id`: one (node, cluster_id, keep) row per
-              node in a cluster.
-5. assign     documents get `cluster_id` (the survivor's `id`; a document linked to nothing is its
-              own cluster) and are split into kept and dropped (hash join, or broadcast lookup).
+Phases, each committed under the work dir (`<work>/<phase>/_COMMITTED`, written last, holding
+the phase's counters) and skipped on a rerun with the same parts and settings:
 
-No stage collects documents, bucket rows or links in one process. The broadcast lookups collect
-node ids (or exact payloads) of the *linked* documents only, and only below `broadcast_rows`
-(`broadcast_bytes`): bounds, not sizes that grow with the corpus; above them the same stages run
-as hash joins.
+1. signatures  one task per input part: the processor's `annotate` on bounded batches; written
+               out narrow: uid, `id`, the survivor-rule columns and the processor's own columns
+               (band keys, one-byte fingerprints, length) -- no text, no shingle lists.
+2. edges       bucket rows (bucket key, uid[, payload]) are hash-shuffled on the key; each
+               partition links the rows sharing a key (a star to the bucket's smallest node, or,
+               with verification, every row to the first `verify_anchors` rows that pass
+               `verify`). With `exact_verification` the linked uids are routed to their parts,
+               each part is re-read for its linked rows only, and `exact_payload` (e.g. shingle
+               sets) is brought to the pairs (broadcast below `broadcast_rows`/`broadcast_bytes`,
+               else two hash joins); the pairs passing `exact_verify` are the edges.
+3. components  `curate.components.connected_components` over the edges (distributed rounds); the
+               labels (node, component) are written routed by part.
+4. survivors   each part's linked rows get their component (a per-part join with its label file),
+               a shuffle on the component elects the first under `survivor_keys()` + `id` + uid,
+               and (uid, cluster_id, keep) rows are written routed by part.
+5. removal     each original part streams through a filter against its own survivors file (an
+               anti-join partition by partition, as NeMo Curator removes duplicates): the rows it
+               does not name are kept with their own `id` as cluster id. The caller writes the
+               result (the runner per part, with a task marker per part).
 
-Stats: drops {drop_reason: documents removed}; counters: docs, kept, bucket_rows, shared_buckets
-(buckets with 2+ documents), candidate_pairs (sum over buckets of k*(k-1)/2: a pair sharing b
-bands counts b times), pairs_verified / pairs_rejected (signature check inside buckets),
-pairs_exact_checked / pairs_exact_rejected (exact check; a pair linked in several bands can be
-checked more than once on the broadcast path), edges (distinct links into the components),
-rounds, clustered_docs (documents with a link), clusters (components of 2+ documents),
-uid_collisions, plus the processor's own (docs_signed, shingles, no_shingles for MinHash).
+No task holds all ids, all edges or the corpus: map tasks hold one bounded batch, reducers one
+hash partition, and a part's label and survivor files hold only that part's linked rows. The
+driver holds file listings and summed counters only; the broadcast lookups are bounded by
+`broadcast_rows` / `broadcast_bytes`, above which the same step runs as hash joins.
 
-Node ids are 64-bit hashes of the document ids: two distinct ids collide with probability
-n^2 / 2^65 (1e-4 for 10^8 documents). A collision is detected where it could matter -- two
-documents of one node inside a cluster -- and those documents are then always kept, their own
-cluster, and counted as `uid_collisions`.
+Counters travel in task outputs (a JSON record per task, or stat rows in the components' edge
+data) and are summed once when the phase commits: a retried task replaces its output, so it is
+never counted twice. Stats: drops {drop_reason: documents removed}; counters: docs, kept,
+bucket_rows, shared_buckets (buckets with 2+ documents), candidate_pairs (sum over buckets of
+k*(k-1)/2: a pair sharing b bands counts b times), pairs_verified / pairs_rejected (signature
+check inside buckets), pairs_exact_checked / pairs_exact_rejected (exact check), linked_docs
+(documents re-read for it), edges (distinct links into the components), rounds, clustered_docs
+(documents with a link), clusters (components of 2+ documents), plus the processor's own
+(docs_signed, shingles, no_shingles for MinHash).
+
+Determinism: part order (the caller's listing), rows within a part and every tie-break are
+fixed, so the same input and settings give the same clusters and cluster ids on any number of
+CPUs or nodes, and a resumed run gives the same result as an uninterrupted one.
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 
-from curate.components import RunStats, connected_components, report
+from curate.components import connected_components, unique_pairs
+from curate.io import AtomicParquetWriter, commit, is_committed, read_commit, read_json, reset_folder, write_json_atomic
 from curate.stats import source_counts
 from processors.base import ClusterDedup, ProcessorError
+
+log = logging.getLogger("curate")
 
 UID = "_cd_uid"
 KEEP = "_cd_keep"
 COMPONENT = "_cd_component"
-# What the components step labels (node -> component) and the survivor election writes.
-_LABELS_SCHEMA = pa.schema([("node", pa.int64()), ("component", pa.int64())])
-_ASSIGN_SCHEMA = pa.schema([(UID, pa.int64()), ("cluster_id", pa.string()), (KEEP, pa.bool_())])
+PART = "_cd_part"
 BUCKET = "_cd_bucket"
 PAYLOAD = "_cd_payload"
+XPAYLOAD = "_cd_xpayload"
 ID = "id"
 SOURCE_COUNT = "_source:"  # counter-name prefix of the documents in per `source`
+ROW_BITS = 32  # uid = part index << ROW_BITS | row: 2^32 rows per part, 2^31 parts
+PHASES = ("signatures", "edges", "components", "survivors")  # committed; removal is per part
+MANIFEST = "_MANIFEST.json"
 DEFAULT_BROADCAST_ROWS = 1_000_000
 DEFAULT_BROADCAST_BYTES = 256 * 2**20  # exact-verification payloads broadcast below this size
 SHUFFLE_BATCH_BYTES = 32 * 2**20  # input of one shuffle-map task (Ray's default: 1 GiB)
 MAX_BLOCK_BYTES = 32 * 2**20  # blocks a task emits (Ray's default: 128 MiB)
 _KW = {"batch_format": "pyarrow", "zero_copy_batch": True}
-# Row-wise maps take bounded batches (Ray Data's default is a whole block, which can be a whole
-# input file): per-worker memory then depends on these sizes, not on the corpus. Reducers after
-# a keyed repartition take whole partitions (batch_size=None), bounded by the partition count.
+# Row-wise maps take bounded batches (Ray Data's default is a whole block): per-worker memory
+# then depends on these sizes, not on the corpus. Reducers after a keyed repartition take whole
+# partitions (batch_size=None), bounded by the partition count.
 DOC_BATCH = 1024  # documents per annotate / exact-payload call (text, shingles, signatures)
-WIDE_BATCH = 4096  # rows per call of maps that carry whole documents (joins, assignment)
+WIDE_BATCH = 4096  # rows per call of maps that carry whole documents (removal)
 ROW_BATCH = 16_384  # rows per call of maps over narrow rows (bucket rows, links)
+_LINKS = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
+_LABELS = pa.schema([("node", pa.int64()), ("component", pa.int64())])
+_SURVIVORS = pa.schema([(UID, pa.int64()), ("cluster_id", pa.string()), (KEEP, pa.bool_())])
 
 
 @dataclass
@@ -86,203 +110,307 @@ class ClusterDedupResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Identified:
+    """What the committed phases found: the survivors files to remove duplicates with."""
+
+    work_dir: Path
+    parts: list[str]
+    counters: dict[str, int]
+    sources_in: dict[str, int]
+    resumed_at: str | None  # first phase this call ran after reusing committed ones (None: none reused)
+
+    @property
+    def survivors_dir(self) -> Path:
+        return self.work_dir / "survivors"
+
+    def stats(self, drop_reason: str) -> dict[str, Any]:
+        c = Counter(self.counters)
+        n_dropped = int(c.pop("dropped", 0))
+        c["kept"] = int(c.get("docs", 0)) - n_dropped
+        for k in ("candidate_pairs", "edges", "clusters", "rounds", "clustered_docs"):
+            c.setdefault(k, 0)
+        return {"drops": {drop_reason: n_dropped}, "counters": dict(c), "sources_in": dict(self.sources_in)}
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+
 def run_cluster_dedup(
-    ds: ray.data.Dataset,
+    data: ray.data.Dataset | Sequence[str],
     processor: ClusterDedup,
     *,
     num_partitions: int,
+    work_dir: str | Path | None = None,
     broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
     max_rounds: int = 100,
     on_phase: Callable[[str], None] | None = None,
 ) -> tuple[ray.data.Dataset, dict[str, Any]]:
     """Remove near-duplicates: returns (surviving documents with `cluster_id`, stats).
 
-    stats = {"drops": {drop_reason: n}, "counters": {...}, "dropped": Dataset | None}; "dropped"
-    holds the removed documents (with the `cluster_id` of their survivor) when the processor asks
-    for a side output, else None -- pop it before writing the stats as JSON.
+    `data` is a list of Parquet parts (read where they lie) or a Ray Dataset (first written as
+    parts into the work dir). stats = {"drops": {drop_reason: n}, "counters": {...},
+    "dropped": Dataset | None}; "dropped" holds the removed documents (with the `cluster_id` of
+    their survivor) when the processor asks for a side output -- pop it before writing JSON.
     """
-    res = cluster_dedup(
-        ds, processor, num_partitions=num_partitions, broadcast_rows=broadcast_rows, max_rounds=max_rounds,
-        on_phase=on_phase,
-    )
+    res = cluster_dedup(data, processor, num_partitions=num_partitions, work_dir=work_dir,
+                        broadcast_rows=broadcast_rows, max_rounds=max_rounds, on_phase=on_phase)
     stats = dict(res.stats)
     stats["dropped"] = res.dropped
     return res.kept, stats
 
 
 def cluster_dedup(
-    ds: ray.data.Dataset,
+    data: ray.data.Dataset | Sequence[str],
     processor: ClusterDedup,
     *,
     num_partitions: int,
+    work_dir: str | Path | None = None,
     broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
     max_rounds: int = 100,
     keep_dropped: bool | None = None,
-    shuffle_batch_bytes: int | None = SHUFFLE_BATCH_BYTES,
     broadcast_bytes: int = DEFAULT_BROADCAST_BYTES,
     on_phase: Callable[[str], None] | None = None,
 ) -> ClusterDedupResult:
-    """`on_phase(message)` is told when each phase ends (a long dedup shows where it is)."""
+    """Identify (committed phases under `work_dir`; a temporary folder when None), then a lazy
+    removal over the parts. `on_phase(message)` is told when each phase ends."""
+    if work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="curate-dedup-"))
+        atexit.register(shutil.rmtree, work_dir, True)  # the lazy result reads parts from it
+    work_dir = Path(work_dir)
+    parts = list(data) if not isinstance(data, ray.data.Dataset) else write_input_parts(data, work_dir / "input")
+    ident = identify(parts, processor, work_dir=work_dir, num_partitions=num_partitions,
+                     broadcast_rows=broadcast_rows, broadcast_bytes=broadcast_bytes, max_rounds=max_rounds,
+                     on_phase=on_phase)
+    keep_dropped = processor.side_output if keep_dropped is None else keep_dropped
+    listing = _listing(parts)
+    assigned = listing.map_batches(
+        _assign_parts, batch_size=1, fn_kwargs={"survivors": str(ident.survivors_dir), "cluster_col": processor.cluster_column},
+        batch_format="pyarrow",
+    )
+    if keep_dropped:
+        assigned = assigned.materialize()
+    kept = assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": True}, **_KW)
+    dropped = assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": False}, **_KW) if keep_dropped else None
+    return ClusterDedupResult(kept, dropped, ident.stats(processor.drop_reason))
+
+
+def identify(
+    parts: Sequence[str],
+    processor: ClusterDedup,
+    *,
+    work_dir: Path,
+    num_partitions: int,
+    broadcast_rows: int = DEFAULT_BROADCAST_ROWS,
+    broadcast_bytes: int = DEFAULT_BROADCAST_BYTES,
+    max_rounds: int = 100,
+    on_phase: Callable[[str], None] | None = None,
+    step_key: str | None = None,
+) -> Identified:
+    """Run (or reuse) the committed phases signatures, edges, components, survivors.
+    `step_key` (the runner's fingerprint of the step) joins the work dir's key."""
     if not isinstance(processor, ClusterDedup):
         raise TypeError(f"{type(processor).__name__} is not a ClusterDedup processor")
+    parts = [str(p) for p in parts]
+    if len(parts) >= 2 ** (63 - ROW_BITS):
+        raise ProcessorError(f"{processor.kind}: {len(parts):,} parts; at most {2 ** (63 - ROW_BITS) - 1:,}")
     P = max(1, int(num_partitions))
-    if shuffle_batch_bytes:
-        # Ray Data coalesces up to 1 GiB of blocks into one shuffle-map task by default, so the
-        # memory of a worker would grow with the corpus up to that size. The context is shared
-        # by this dataset's lineage (every dataset derived here), not by the rest of the driver.
-        ctx = ds.context
-        ctx.shuffle_input_batch_bytes = min(ctx.shuffle_input_batch_bytes or shuffle_batch_bytes, shuffle_batch_bytes)
-        ctx.target_max_block_size = min(ctx.target_max_block_size or MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
-    keep_dropped = processor.side_output if keep_dropped is None else keep_dropped
-    processor.setup()  # driver-side: fail early, and ship computed state (e.g. LSH layout) to workers
-    run = RunStats()
-    sink = run.handle
+    _bound_ray_data_blocks()
+    processor.setup()  # driver-side: fail early (missing dependency) before any task starts
+    work_dir = Path(work_dir)
+    _check_manifest(work_dir, parts, processor, P, step_key)
     t0 = time.monotonic()
 
-    def phase(msg: str) -> None:
+    def tell(msg: str) -> None:
         if on_phase is not None:
             on_phase(f"{msg} ({time.monotonic() - t0:,.1f} s)")
 
-    try:
-        # 1. annotate
-        docs = ds.map_batches(
-            _annotate, batch_size=DOC_BATCH, fn_kwargs={"processor": processor, "sink": sink}, **_KW
-        ).materialize()
-        n_docs = docs.count()
-        phase(f"signatures of {n_docs:,} documents")
-        schema = docs.schema().base_schema if n_docs else None
-        if schema is None:
-            return _empty_result(docs, processor, Counter(run.get()))
-        surv_keys = list(processor.survivor_keys()) + [(ID, "ascending")]
-        missing = [c for c, _ in surv_keys if c not in schema.names]
-        if missing:
-            raise ProcessorError(f"{processor.kind}: survivor columns {missing} are not in the data")
-
-        # 2. buckets -> links
-        links = (
-            docs.map_batches(_bucket_rows, batch_size=ROW_BATCH, fn_kwargs={"processor": processor}, **_KW)
-            .repartition(P, keys=[BUCKET])
-            .map_batches(
-                _bucket_links,
-                batch_size=None,
-                fn_kwargs={"processor": processor, "sink": sink, "anchors": int(processor.verify_anchors)},
-                **_KW,
-            )
-        )
-
-        if processor.exact_verification:
-            links = _exact_verify_links(links, docs, schema, processor, sink, P, broadcast_rows, broadcast_bytes)
-
-        # 3. clusters
-        labels, cc = connected_components(
-            links, num_partitions=P, src="src", dst="dst", max_rounds=max_rounds, materialize=False,
-            on_round=lambda r, changed: phase(f"components round {r}: {changed:,} edges changed"),
-        )
-        phase(f"{cc['edges']:,} edges between {cc['nodes']:,} documents, {cc['rounds']} rounds")
-
-        # 4. survivors
-        rank_cols = [UID] + [c for c, _ in surv_keys]
-        rank_cols = list(dict.fromkeys(rank_cols))
-        n_nodes = cc["nodes"]
-        if n_nodes <= broadcast_rows:
-            lookup = _collect_sorted(labels, "node", ["component"], _LABELS_SCHEMA)
-            members = docs.map_batches(
-                _attach_broadcast,
-                batch_size=ROW_BATCH, fn_kwargs={"lookup": [lookup], "columns": rank_cols}, **_KW
-            )
+    surv_keys = list(processor.survivor_keys())
+    surv_cols = [c for c, _ in surv_keys]
+    committed = [p for p in PHASES if is_committed(work_dir / p)]
+    first_todo = next((p for p in PHASES if p not in committed), None)
+    resumed_at = None
+    if committed:
+        resumed_at = first_todo or "removal"
+        msg = f"resuming at phase {resumed_at}: {', '.join(committed)} committed earlier, reused"
+        log.info(msg)
+        tell(msg)
+    counters: Counter = Counter()
+    ctx = {"parts": parts, "proc": processor, "work": work_dir, "P": P, "tell": tell, "surv_cols": surv_cols,
+           "surv_keys": surv_keys, "broadcast_rows": broadcast_rows, "broadcast_bytes": broadcast_bytes,
+           "max_rounds": max_rounds}
+    for name, fn in (("signatures", _phase_signatures), ("edges", _phase_edges),
+                     ("components", _phase_components), ("survivors", _phase_survivors)):
+        d = work_dir / name
+        if is_committed(d):
+            got = read_commit(d)["counters"]
         else:
-            members = copartition(
-                docs.select_columns(rank_cols),
-                labels,
-                left_key=UID,
-                right_key="node",
-                left_schema=pa.schema([schema.field(c) for c in rank_cols]),
-                right_schema=labels.schema().base_schema,
-                num_partitions=P,
-                fn=_attach_joined,
-            )
-        assignment = (
-            members.repartition(P, keys=[COMPONENT])
-            .map_batches(_elect, batch_size=None, fn_kwargs={"keys": surv_keys, "sink": sink}, **_KW)
-            .materialize()
-        )
-        phase("survivors elected")
-        del labels, members
-
-        # 5. assign
-        n_assign = assignment.count()
-        drop_cols = [c for c in processor.internal_columns() if c in schema.names] + [UID]
-        cluster_col = processor.cluster_column
-        if n_assign <= broadcast_rows:
-            lookup = _collect_sorted(assignment, UID, ["cluster_id", KEEP], _ASSIGN_SCHEMA)
-            assigned = docs.map_batches(
-                _assign_broadcast,
-                batch_size=WIDE_BATCH,
-                fn_kwargs={"lookup": [lookup], "drop": drop_cols, "cluster_col": cluster_col},
-                **_KW,
-            )
-        else:
-            assigned = copartition(
-                docs,
-                assignment,
-                left_key=UID,
-                right_key=UID,
-                left_schema=schema,
-                right_schema=assignment.schema().base_schema,
-                num_partitions=P,
-                fn=_assign_joined,
-                fn_kwargs={"drop": drop_cols, "cluster_col": cluster_col},
-            )
-        if keep_dropped:
-            assigned = assigned.materialize()
-        kept = assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": True}, **_KW)
-        dropped = (
-            assigned.map_batches(_select, batch_size=WIDE_BATCH, fn_kwargs={"keep": False}, **_KW) if keep_dropped else None
-        )
-
-        counters = Counter(run.get())
-        sources_in = {k[len(SOURCE_COUNT):]: counters.pop(k) for k in list(counters) if k.startswith(SOURCE_COUNT)}
-        counters.update({"edges": cc["edges"], "rounds": cc["rounds"], "clustered_docs": cc["nodes"]})
-        n_dropped = int(counters.pop("dropped", 0))
-        counters["clusters"] = int(counters.get("clusters", 0))
-        counters["kept"] = int(counters.get("docs", 0)) - n_dropped
-        counters.setdefault("candidate_pairs", 0)
-        stats = {"drops": {processor.drop_reason: n_dropped}, "counters": dict(counters), "sources_in": sources_in}
-        return ClusterDedupResult(kept, dropped, stats)
-    finally:
-        run.close()
+            reset_folder(d)
+            d.mkdir(parents=True)
+            got = dict(fn(d, ctx, counters))
+            commit(d, {"counters": got, "phase": name})
+        counters.update(got)
+    sources_in = {k[len(SOURCE_COUNT):]: counters.pop(k) for k in list(counters) if k.startswith(SOURCE_COUNT)}
+    return Identified(work_dir, parts, dict(counters), sources_in, resumed_at)
 
 
-def _empty_result(docs: ray.data.Dataset, processor: ClusterDedup, counters: Counter) -> ClusterDedupResult:
-    counters.update({"candidate_pairs": 0, "edges": 0, "clusters": 0, "rounds": 0, "kept": 0})
-    return ClusterDedupResult(docs, None, {"drops": {processor.drop_reason: 0}, "counters": dict(counters)})
+def _bound_ray_data_blocks() -> None:
+    # Ray Data coalesces up to 1 GiB of blocks into one shuffle-map task and emits blocks up to
+    # 128 MiB by default, so a worker's memory would grow with the corpus up to those sizes.
+    ctx = ray.data.DataContext.get_current()
+    ctx.shuffle_input_batch_bytes = min(ctx.shuffle_input_batch_bytes or SHUFFLE_BATCH_BYTES, SHUFFLE_BATCH_BYTES)
+    ctx.target_max_block_size = min(ctx.target_max_block_size or MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
 
 
-# -- stage functions (run on workers) -----------------------------------------------------------
+def _check_manifest(work: Path, parts: list[str], processor: ClusterDedup, P: int, step_key: str | None) -> None:
+    """Committed phases are reused only for the same parts (paths, sizes, modification times),
+    settings and partition count; anything else starts the work dir afresh."""
+    listing = []
+    for p in parts:
+        try:
+            st = Path(p).stat()
+            listing.append([p, st.st_size, st.st_mtime_ns])
+        except OSError:  # a remote part: its path stands for it
+            listing.append([p, None, None])
+    params = processor.params.model_dump(mode="json") if getattr(processor, "params", None) is not None else {}
+    key = hashlib.sha1(json.dumps({"kind": processor.kind, "params": params, "parts": listing, "P": P,
+                                   "step": step_key, "layout": 1}, sort_keys=True, default=str).encode()).hexdigest()
+    manifest = work / MANIFEST
+    if manifest.is_file() and read_json(manifest).get("key") == key:
+        return
+    for name in PHASES:
+        reset_folder(work / name)
+    write_json_atomic(manifest, {"key": key, "parts": len(parts)})
 
 
-def node_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """64-bit node id of every document id (xxh3_64 of its UTF-8 bytes, as int64)."""
-    import xxhash
-
-    h = xxhash.xxh3_64_intdigest
-    vals = ids.to_pylist()
-    if any(v is None for v in vals):
-        raise ProcessorError("documents without an id cannot be deduplicated")
-    return np.fromiter((h(v.encode("utf-8")) for v in vals), dtype=np.uint64, count=len(vals)).view(np.int64)
+def _listing(parts: Sequence[str], indices: Sequence[int] | None = None) -> ray.data.Dataset:
+    idx = list(range(len(parts))) if indices is None else list(indices)
+    return ray.data.from_items([{"path": parts[i], PART: i} for i in idx], override_num_blocks=max(1, len(idx)))
 
 
-def _annotate(batch: pa.Table, processor: ClusterDedup, sink: Any) -> pa.Table:
+def _sum_records(ds: ray.data.Dataset) -> Counter:
+    """Counters of the task records, streamed: the driver keeps the sum, not the records."""
+    total: Counter = Counter()
+    for row in ds.iter_rows():
+        total.update(json.loads(row["counters"]))
+    return total
+
+
+def _record(counts: dict[str, int]) -> pa.Table:
+    return pa.table({"counters": [json.dumps({k: int(v) for k, v in counts.items() if v})]})
+
+
+def _files(folder: Path, prefix: str) -> list[str]:
+    return sorted(str(p) for p in folder.glob(f"{prefix}-*.parquet"))
+
+
+def _part_of(path: str) -> int:
+    return int(Path(path).stem.split("-", 1)[1])
+
+
+def write_input_parts(ds: ray.data.Dataset, folder: Path) -> list[str]:
+    """Write an in-memory dataset as Parquet parts named after their content (a rerun writes the
+    same names); sorted names give a deterministic part order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in ds.map_batches(_write_input_block, fn_kwargs={"folder": str(folder)}, batch_size=None, **_KW).iter_rows():
+        pass
+    parts = _files(folder, "in")
+    if not parts:
+        raise ProcessorError("near-dedup: no documents")
+    return parts
+
+
+def _write_input_block(block: pa.Table, folder: str) -> pa.Table:
+    if block.num_rows:
+        import xxhash
+
+        h = xxhash.xxh3_64_hexdigest("\x00".join(map(str, block.column(ID).to_pylist())).encode())
+        with AtomicParquetWriter(Path(folder) / f"in-{h}.parquet") as w:
+            w.write(block)
+    return pa.table({"n": [block.num_rows]})
+
+
+# -- phase 1: signatures -------------------------------------------------------------------------
+
+
+def _phase_signatures(d: Path, ctx: dict, counters: Counter) -> Counter:
+    proc = ctx["proc"]
+    recs = _listing(ctx["parts"]).map_batches(
+        _sign_parts, batch_size=1, fn_kwargs={"processor": proc, "out": str(d), "surv_cols": ctx["surv_cols"]},
+        batch_format="pyarrow",
+    )
+    got = _sum_records(recs)
+    ctx["tell"](f"signatures of {got.get('docs', 0):,} documents")
+    return got
+
+
+def _sign_parts(listing: pa.Table, processor: ClusterDedup, out: str, surv_cols: list[str]) -> pa.Table:
     processor.setup()
-    res = processor.annotate(batch)
-    table = res.table
-    if UID in table.column_names:
-        table = table.drop_columns([UID])
-    table = table.append_column(UID, pa.array(node_ids(batch.column(ID)), pa.int64()))
-    # documents per source ride with the `docs` count: the per-source stats need no second pass
-    per_source = {SOURCE_COUNT + src: n for src, n in source_counts(batch).items()}
-    report(sink, {"docs": table.num_rows, **res.counters, **per_source})
-    return table
+    recs = []
+    for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
+        pf = _open(path)
+        names = pf.schema_arrow.names
+        own = set(processor.internal_columns())  # made by `annotate`, not read
+        need = [c for c in [ID, *processor.requires, *surv_cols] if c not in own]
+        missing = [c for c in need if c not in names]
+        if missing:
+            raise ProcessorError(f"{processor.kind}: {path} has no column {missing[0]!r}")
+        read = list(dict.fromkeys(need + (["source"] if "source" in names else [])))
+        counts: Counter = Counter()
+        offset = 0
+        with AtomicParquetWriter(Path(out) / f"p-{idx:010d}.parquet") as w:
+            for rb in pf.iter_batches(batch_size=DOC_BATCH, columns=read):
+                batch = pa.Table.from_batches([rb])
+                res = processor.annotate(batch)
+                n = batch.num_rows
+                uid = (np.int64(idx) << np.int64(ROW_BITS)) + np.arange(offset, offset + n, dtype=np.int64)
+                offset += n
+                keep = [c for c in dict.fromkeys([*surv_cols, *processor.internal_columns()])
+                        if c != ID and c in res.table.column_names]
+                cols = {UID: pa.array(uid, pa.int64()), ID: batch.column(ID)}
+                cols.update({c: res.table.column(c) for c in keep})
+                w.write(pa.table(cols))
+                counts.update({"docs": n, **res.counters})
+                counts.update({SOURCE_COUNT + s: k for s, k in source_counts(batch).items()})
+        recs.append(_record(counts))
+    return pa.concat_tables(recs)
+
+
+def _open(path: str) -> pq.ParquetFile:
+    if "://" in path:
+        from pyarrow import fs
+
+        filesystem, inner = fs.FileSystem.from_uri(path)
+        return pq.ParquetFile(filesystem.open_input_file(inner))
+    return pq.ParquetFile(path)
+
+
+# -- phase 2: edges ------------------------------------------------------------------------------
+
+
+def _phase_edges(d: Path, ctx: dict, counters: Counter) -> Counter:
+    from curate.ray_io import read_parquet_parts
+
+    proc, P = ctx["proc"], ctx["P"]
+    sig_files = _files(ctx["work"] / "signatures", "p")
+    if not sig_files:
+        return Counter()
+    exact = proc.exact_verification
+    cand_dir = d / "_candidates" if exact else d
+    got = _sum_records(
+        read_parquet_parts(sig_files)
+        .map_batches(_bucket_rows, batch_size=ROW_BATCH, fn_kwargs={"processor": proc}, **_KW)
+        .repartition(P, keys=[BUCKET])
+        .map_batches(_bucket_links, batch_size=None,
+                     fn_kwargs={"processor": proc, "anchors": int(proc.verify_anchors), "out": str(cand_dir),
+                                "prefix": "c" if exact else "e"}, **_KW)
+    )
+    if exact:
+        got.update(_exact_check(d, cand_dir, ctx))
+        shutil.rmtree(cand_dir, ignore_errors=True)
+        shutil.rmtree(d / "_linked", ignore_errors=True)
+    ctx["tell"](f"{got.get('candidate_pairs', 0):,} candidate pairs in {got.get('shared_buckets', 0):,} shared buckets")
+    return got
 
 
 def _bucket_rows(batch: pa.Table, processor: ClusterDedup) -> pa.Table:
@@ -297,10 +425,11 @@ def _bucket_rows(batch: pa.Table, processor: ClusterDedup) -> pa.Table:
     return pa.table(cols)
 
 
-def _bucket_links(part: pa.Table, processor: ClusterDedup, sink: Any, anchors: int) -> pa.Table:
-    empty = pa.table({"src": pa.array([], pa.int64()), "dst": pa.array([], pa.int64())})
+def _bucket_links(part: pa.Table, processor: ClusterDedup, anchors: int, out: str, prefix: str) -> pa.Table:
+    """Links of one bucket partition, written (lo, hi, distinct) to a file named after the
+    partition's buckets: a retried task rewrites the same file and returns the same record."""
     if part.num_rows == 0:
-        return empty
+        return _record({})
     processor.setup()
     b = _np(part.column(BUCKET))
     u = _np(part.column(UID))
@@ -316,15 +445,12 @@ def _bucket_links(part: pa.Table, processor: ClusterDedup, sink: Any, anchors: i
         "shared_buckets": int(multi.sum()),
         "candidate_pairs": int((sizes[multi] * (sizes[multi] - 1) // 2).sum()),
     }
-    has_payload = PAYLOAD in part.column_names
     if not multi.any():
-        report(sink, counts)
-        return empty
+        return _record(counts)
     group_start = np.repeat(starts, sizes)
     pos = np.arange(b.size) - group_start
-    if not has_payload:
-        # star of every bucket to its smallest node
-        sel = pos > 0
+    if PAYLOAD not in part.column_names:
+        sel = pos > 0  # star of every bucket to its smallest node
         src, dst = u[sel], u[group_start[sel]]
     else:
         # each row against the first `anchors` rows of its bucket (all pairs in small buckets)
@@ -338,53 +464,121 @@ def _bucket_links(part: pa.Table, processor: ClusterDedup, sink: Any, anchors: i
         counts["pairs_verified"] = int(left.size)
         counts["pairs_rejected"] = int(left.size - ok.sum())
         src, dst = u[left[ok]], u[right[ok]]
-    report(sink, counts)
-    return pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64())})
+    src, dst = unique_pairs(np.minimum(src, dst), np.maximum(src, dst))
+    if src.size:
+        import xxhash
+
+        name = xxhash.xxh3_64_hexdigest(b[starts].tobytes())
+        with AtomicParquetWriter(Path(out) / f"{prefix}-{name}.parquet") as w:
+            w.write(pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64())}, schema=_LINKS))
+    return _record(counts)
 
 
-XPAYLOAD = "_cd_xpayload"
-_LINKS = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
+def _exact_check(d: Path, cand_dir: Path, ctx: dict) -> Counter:
+    """The candidate pairs' exact check: linked uids routed to their parts, each part re-read for
+    its linked rows only, their `exact_payload` brought to the pairs."""
+    from curate.ray_io import read_parquet_parts
 
-
-def _exact_verify_links(links, docs, schema, processor, sink, P: int, broadcast_rows: int, broadcast_bytes: int):
-    """Second check of the linked pairs on `exact_payload` values, brought to each pair by two
-    hash joins (on the pair's first, then its second node). Only linked documents' payloads
-    travel: their node ids are broadcast when few, else every payload is shuffled."""
-    links = links.map_batches(_normalize_links, batch_size=ROW_BATCH, **_KW).materialize()
-    xp_type = processor.exact_payload(schema.empty_table()).type
+    proc, P = ctx["proc"], ctx["P"]
+    cand_files = sorted(str(p) for p in cand_dir.glob("c-*.parquet"))
+    got: Counter = Counter()
+    if not cand_files:
+        return got
+    linked_dir = d / "_linked"
+    got.update(_sum_records(
+        read_parquet_parts(cand_files)
+        .map_batches(_endpoints, batch_size=ROW_BATCH, **_KW)
+        .repartition(P, keys=[PART])
+        .map_batches(_write_by_part, batch_size=None, fn_kwargs={"out": str(linked_dir), "prefix": "k", "key": UID,
+                                                                 "counter": "linked_docs"}, **_KW)
+    ))
+    linked_parts = [_part_of(f) for f in _files(linked_dir, "k")]
+    xp_type = proc.exact_payload(pa.table({c: pa.array([], pa.string()) for c in [ID, *proc.requires]})).type
     pay_schema = pa.schema([(UID, pa.int64()), (XPAYLOAD, xp_type)])
-    linked = None
-    if 2 * links.count() <= broadcast_rows:
-        tables = [t for t in ray.get(links.to_arrow_refs()) if t.num_rows]
-        nodes = np.unique(np.concatenate([_np(t.column(c)) for t in tables for c in ("src", "dst")])) if tables else np.zeros(0, np.int64)
-        linked = ray.put(nodes)
-    payloads = docs.map_batches(
-        _exact_rows, batch_size=DOC_BATCH, fn_kwargs={"processor": processor, "linked": [linked]}, **_KW
+    payloads = _listing(ctx["parts"], linked_parts).map_batches(
+        _exact_payloads, batch_size=1, fn_kwargs={"processor": proc, "linked": str(linked_dir), "schema": pay_schema},
+        batch_format="pyarrow",
     ).materialize()
-    if linked is not None and payloads.size_bytes() <= broadcast_bytes:
+    cands = read_parquet_parts(cand_files)
+    if got.get("linked_docs", 0) <= ctx["broadcast_rows"] and payloads.size_bytes() <= ctx["broadcast_bytes"]:
         # few linked documents: their payloads go to every worker, one map checks the links
         table = _collect_sorted(payloads, UID, [XPAYLOAD], pay_schema)
-        return links.map_batches(
-            _verify_broadcast, batch_size=ROW_BATCH,
-            fn_kwargs={"payloads": [table], "processor": processor, "sink": sink}, **_KW,
-        )
-    with_src = copartition(
-        links, payloads, left_key="src", right_key=UID, left_schema=_LINKS, right_schema=pay_schema,
-        num_partitions=P, fn=_attach_src,
-    )
-    src_schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("_cd_xa", xp_type)])
-    return copartition(
-        with_src, payloads, left_key="dst", right_key=UID, left_schema=src_schema, right_schema=pay_schema,
-        num_partitions=P, fn=_verify_dst, fn_kwargs={"processor": processor, "sink": sink},
-    )
+        recs = cands.map_batches(_verify_broadcast, batch_size=ROW_BATCH,
+                                 fn_kwargs={"payloads": [table], "processor": proc, "out": str(d)}, **_KW)
+    else:
+        with_src = copartition(cands, payloads, left_key="src", right_key=UID, left_schema=_LINKS,
+                               right_schema=pay_schema, num_partitions=P, fn=_attach_src)
+        src_schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("_cd_xa", xp_type)])
+        recs = copartition(with_src, payloads, left_key="dst", right_key=UID, left_schema=src_schema,
+                           right_schema=pay_schema, num_partitions=P, fn=_verify_dst,
+                           fn_kwargs={"processor": proc, "out": str(d)})
+    got.update(_sum_records(recs))
+    return got
 
 
-def _verify_broadcast(links: pa.Table, payloads: list, processor: ClusterDedup, sink: Any) -> pa.Table:
-    from curate.components import unique_pairs
+def _endpoints(links: pa.Table) -> pa.Table:
+    u = np.concatenate((_np(links.column("src")), _np(links.column("dst"))))
+    return pa.table({PART: pa.array(u >> ROW_BITS, pa.int64()), UID: pa.array(u, pa.int64())})
 
+
+def _write_by_part(part: pa.Table, out: str, prefix: str, key: str, counter: str | None = None,
+                   stats: Callable[[pa.Table], dict[str, int]] | None = None) -> pa.Table:
+    """Rows routed by part (a hash partition on PART holds every row of its parts): one file per
+    part, distinct and sorted by `key`, named after the part."""
+    if part.num_rows == 0:
+        return _record({})
+    t = part.sort_by([(PART, "ascending"), (key, "ascending")])
+    p = _np(t.column(PART))
+    k = _np(t.column(key))
+    first = np.concatenate(([True], (p[1:] != p[:-1]) | (k[1:] != k[:-1])))
+    t = t.filter(pa.array(first))
+    p = p[first]
+    starts = np.flatnonzero(np.concatenate(([True], p[1:] != p[:-1])))
+    ends = np.concatenate((starts[1:], [p.size]))
+    counts: Counter = Counter()
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        rows = t.slice(s, e - s).drop_columns([PART])
+        with AtomicParquetWriter(Path(out) / f"{prefix}-{int(p[s]):010d}.parquet") as w:
+            w.write(rows)
+        if counter:
+            counts[counter] += rows.num_rows
+        if stats:
+            counts.update(stats(rows))
+    return _record(counts)
+
+
+def _exact_payloads(listing: pa.Table, processor: ClusterDedup, linked: str, schema: pa.Schema) -> Iterator[pa.Table]:
+    """`exact_payload` of a part's linked rows only: the part is streamed, its other rows skipped."""
+    processor.setup()
+    for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
+        uids = _np(pq.read_table(Path(linked) / f"k-{idx:010d}.parquet").column(UID))
+        rows = uids & np.int64((1 << ROW_BITS) - 1)
+        pf = _open(path)
+        offset = 0
+        for rb in pf.iter_batches(batch_size=DOC_BATCH, columns=list(dict.fromkeys([ID, *processor.requires]))):
+            n = rb.num_rows
+            lo, hi = np.searchsorted(rows, [offset, offset + n])
+            if hi > lo:
+                batch = pa.Table.from_batches([rb]).take(pa.array(rows[lo:hi] - offset))
+                yield pa.table({UID: pa.array(uids[lo:hi], pa.int64()), XPAYLOAD: processor.exact_payload(batch)},
+                               schema=schema)
+            offset += n
+    yield schema.empty_table()
+
+
+def _write_edges(src: np.ndarray, dst: np.ndarray, out: str) -> None:
+    if src.size:
+        import xxhash
+
+        name = xxhash.xxh3_64_hexdigest(src.tobytes() + dst.tobytes())
+        with AtomicParquetWriter(Path(out) / f"e-{name}.parquet") as w:
+            w.write(pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64())}, schema=_LINKS))
+
+
+def _verify_broadcast(links: pa.Table, payloads: list, processor: ClusterDedup, out: str) -> pa.Table:
     src, dst = unique_pairs(_np(links.column("src")), _np(links.column("dst")))
     if src.size == 0:
-        return _LINKS.empty_table()
+        return _record({})
     processor.setup()
     p = ray.get(payloads[0])
     uids = _np(p.column(UID))
@@ -392,27 +586,11 @@ def _verify_broadcast(links: pa.Table, payloads: list, processor: ClusterDedup, 
     ib, _ = _lookup(uids, dst)
     col = p.column(XPAYLOAD).combine_chunks()
     ok = np.asarray(processor.exact_verify(col.take(pa.array(ia)), col.take(pa.array(ib))), dtype=bool)
-    report(sink, {"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
-    return pa.table({"src": pa.array(src[ok], pa.int64()), "dst": pa.array(dst[ok], pa.int64())}, schema=_LINKS)
-
-
-def _normalize_links(batch: pa.Table) -> pa.Table:
-    a, b = _np(batch.column("src")), _np(batch.column("dst"))
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keep = lo != hi
-    return pa.table({"src": pa.array(lo[keep], pa.int64()), "dst": pa.array(hi[keep], pa.int64())}, schema=_LINKS)
-
-
-def _exact_rows(batch: pa.Table, processor: ClusterDedup, linked: list) -> pa.Table:
-    if linked[0] is not None:  # only the linked documents
-        _, hit = _lookup(ray.get(linked[0]), _np(batch.column(UID)))
-        batch = batch.take(pa.array(np.flatnonzero(hit)))
-    return pa.table({UID: pa.array(_np(batch.column(UID)), pa.int64()), XPAYLOAD: processor.exact_payload(batch)})
+    _write_edges(src[ok], dst[ok], out)
+    return _record({"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
 
 
 def _attach_src(links: pa.Table, payloads: pa.Table) -> pa.Table:
-    from curate.components import unique_pairs
-
     src, dst = unique_pairs(_np(links.column("src")), _np(links.column("dst")))
     xtype = payloads.schema.field(XPAYLOAD).type
     if src.size == 0 or payloads.num_rows == 0:  # (a link's payload is always in its partition)
@@ -423,111 +601,145 @@ def _attach_src(links: pa.Table, payloads: pa.Table) -> pa.Table:
                      "_cd_xa": p.column(XPAYLOAD).take(pa.array(idx))})
 
 
-def _verify_dst(links: pa.Table, payloads: pa.Table, processor: ClusterDedup, sink: Any) -> pa.Table:
+def _verify_dst(links: pa.Table, payloads: pa.Table, processor: ClusterDedup, out: str) -> pa.Table:
     if links.num_rows == 0:
-        return _LINKS.empty_table()
+        return _record({})
     processor.setup()
+    links = links.sort_by([("src", "ascending"), ("dst", "ascending")])
     p = payloads.sort_by(UID)
     idx, _ = _lookup(_np(p.column(UID)), _np(links.column("dst")))
     xb = p.column(XPAYLOAD).take(pa.array(idx))
     ok = np.asarray(processor.exact_verify(links.column("_cd_xa"), xb), dtype=bool)
-    report(sink, {"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
-    return links.select(["src", "dst"]).filter(pa.array(ok))
+    _write_edges(_np(links.column("src"))[ok], _np(links.column("dst"))[ok], out)
+    return _record({"pairs_exact_checked": int(ok.size), "pairs_exact_rejected": int(ok.size - ok.sum())})
 
 
-def _lookup(keys_sorted: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index into keys_sorted, hit mask) for each query value."""
-    if keys_sorted.size == 0:
-        return np.zeros(query.size, np.int64), np.zeros(query.size, bool)
-    idx = np.searchsorted(keys_sorted, query)
-    idx = np.minimum(idx, keys_sorted.size - 1)
-    return idx, keys_sorted[idx] == query
+# -- phase 3: components -------------------------------------------------------------------------
 
 
-def _attach(docs: pa.Table, nodes: np.ndarray, comps: np.ndarray, columns: list[str]) -> pa.Table:
-    idx, hit = _lookup(nodes, _np(docs.column(UID)))
-    rows = np.flatnonzero(hit)
-    out = docs.select(columns).take(pa.array(rows))
-    return out.append_column(COMPONENT, pa.array(comps[idx[rows]], pa.int64()))
+def _phase_components(d: Path, ctx: dict, counters: Counter) -> Counter:
+    from curate.ray_io import read_parquet_parts
+
+    edge_files = _files(ctx["work"] / "edges", "e")
+    tell = ctx["tell"]
+    if not edge_files:
+        tell("0 edges between 0 documents, 0 rounds")
+        return Counter(edges=0, rounds=0, clustered_docs=0)
+    labels, cc = connected_components(
+        read_parquet_parts(edge_files), num_partitions=ctx["P"], src="src", dst="dst", max_rounds=ctx["max_rounds"],
+        materialize=False, on_round=lambda r, changed: tell(f"components round {r}: {changed:,} edges changed"),
+    )
+    _sum_records(
+        labels.map_batches(_label_parts, batch_size=ROW_BATCH, **_KW)
+        .repartition(ctx["P"], keys=[PART])
+        .map_batches(_write_by_part, batch_size=None, fn_kwargs={"out": str(d), "prefix": "l", "key": "node"}, **_KW)
+    )
+    tell(f"{cc['edges']:,} edges between {cc['nodes']:,} documents, {cc['rounds']} rounds")
+    return Counter(edges=cc["edges"], rounds=cc["rounds"], clustered_docs=cc["nodes"])
 
 
-def _attach_broadcast(batch: pa.Table, lookup: list, columns: list[str]) -> pa.Table:
-    table = ray.get(lookup[0])
-    return _attach(batch, _np(table.column(0)), _np(table.column(1)), columns)
+def _label_parts(labels: pa.Table) -> pa.Table:
+    return labels.append_column(PART, pa.array(_np(labels.column("node")) >> ROW_BITS, pa.int64()))
 
 
-def _attach_joined(docs: pa.Table, labels: pa.Table) -> pa.Table:
-    labels = labels.sort_by("node")
-    return _attach(docs, _np(labels.column("node")), _np(labels.column("component")), list(docs.column_names))
+# -- phase 4: survivors --------------------------------------------------------------------------
 
 
-def _elect(part: pa.Table, keys: list[tuple[str, str]], sink: Any) -> pa.Table:
-    out_schema = _ASSIGN_SCHEMA
+def _phase_survivors(d: Path, ctx: dict, counters: Counter) -> Counter:
+    work, P = ctx["work"], ctx["P"]
+    label_parts = [_part_of(f) for f in _files(work / "components", "l")]
+    got: Counter = Counter()
+    if label_parts:
+        listing = ray.data.from_items(
+            [{"sig": str(work / "signatures" / f"p-{i:010d}.parquet"), "labels": str(work / "components" / f"l-{i:010d}.parquet")}
+             for i in label_parts], override_num_blocks=len(label_parts))
+        keys = list(ctx["surv_keys"]) + [(ID, "ascending"), (UID, "ascending")]
+        got = _sum_records(
+            listing.map_batches(_members, batch_size=1, fn_kwargs={"columns": list(dict.fromkeys([UID, ID, *ctx["surv_cols"]]))},
+                                batch_format="pyarrow")
+            .repartition(P, keys=[COMPONENT])
+            .map_batches(_elect, batch_size=None, fn_kwargs={"keys": keys}, **_KW)
+            .repartition(P, keys=[PART])
+            .map_batches(_write_by_part, batch_size=None,
+                         fn_kwargs={"out": str(d), "prefix": "s", "key": UID, "stats": _survivor_counts}, **_KW)
+        )
+    ctx["tell"]("survivors elected")
+    return Counter(clusters=got.get("clusters", 0), dropped=got.get("dropped", 0))
+
+
+def _members(listing: pa.Table, columns: list[str]) -> Iterator[pa.Table]:
+    """A part's linked rows with their component: a per-part join with the part's labels."""
+    for sig, lab in zip(listing.column("sig").to_pylist(), listing.column("labels").to_pylist()):
+        labels = pq.read_table(lab)
+        nodes, comps = _np(labels.column("node")), _np(labels.column("component"))
+        for rb in pq.ParquetFile(sig).iter_batches(batch_size=ROW_BATCH, columns=columns):
+            t = pa.Table.from_batches([rb])
+            idx, hit = _lookup(nodes, _np(t.column(UID)))
+            rows = np.flatnonzero(hit)
+            if rows.size:
+                yield t.take(pa.array(rows)).append_column(COMPONENT, pa.array(comps[idx[rows]], pa.int64()))
+
+
+def _elect(part: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """One row per member: (uid, cluster id = the survivor's id, keep), routed by part."""
     if part.num_rows == 0:
-        return out_schema.empty_table()
+        return pa.schema([(PART, pa.int64()), *_SURVIVORS]).empty_table()
     t = part.sort_by([(COMPONENT, "ascending")] + [(c, o) for c, o in keys])
     comp = _np(t.column(COMPONENT))
     uid = _np(t.column(UID))
+    first = np.concatenate(([True], comp[1:] != comp[:-1]))
+    starts = np.flatnonzero(first)
+    surv = np.repeat(starts, np.diff(np.concatenate((starts, [comp.size]))))
     ids = t.column(ID).combine_chunks().cast(pa.string())
-    # one node, several documents: a 64-bit id collision; never drop on its account
-    su = np.sort(uid)
-    dup_vals = su[1:][su[1:] == su[:-1]]
-    collided = np.isin(uid, dup_vals) if dup_vals.size else np.zeros(uid.size, bool)
-    starts = np.flatnonzero(np.concatenate(([True], comp[1:] != comp[:-1])))
-    group = np.searchsorted(starts, np.arange(comp.size), side="right") - 1
-    valid = np.flatnonzero(~collided)
-    g_valid = group[valid]
-    first_valid = valid[np.concatenate(([True], g_valid[1:] != g_valid[:-1]))] if valid.size else valid
-    survivor_of_group = np.full(starts.size, -1, dtype=np.int64)
-    survivor_of_group[group[first_valid]] = first_valid
-    surv = survivor_of_group[group]
-    keep = collided | (surv == np.arange(comp.size)) | (surv < 0)
-    cluster = ids.take(pa.array(np.where(surv >= 0, surv, np.arange(comp.size))))
-    rows = np.flatnonzero(~collided)
-    tables = [
-        pa.table(
-            {UID: pa.array(uid[rows], pa.int64()), "cluster_id": cluster.take(pa.array(rows)), KEEP: pa.array(keep[rows])},
-            schema=out_schema,
-        )
-    ]
-    if collided.any():
-        cu = np.unique(uid[collided])
-        tables.append(
-            pa.table(
-                {UID: pa.array(cu, pa.int64()), "cluster_id": pa.nulls(cu.size, pa.string()), KEEP: pa.array(np.ones(cu.size, bool))},
-                schema=out_schema,
-            )
-        )
-    report(
-        sink,
-        {
-            "clusters": int(np.count_nonzero(survivor_of_group >= 0)),
-            "dropped": int(np.count_nonzero(~keep)),
-            "uid_collisions": int(collided.sum()),
-        },
-    )
-    return pa.concat_tables(tables)
+    return pa.table({PART: pa.array(uid >> ROW_BITS, pa.int64()), UID: pa.array(uid, pa.int64()),
+                     "cluster_id": ids.take(pa.array(surv)), KEEP: pa.array(first)})
 
 
-def _assign(docs: pa.Table, a_uid: np.ndarray, a_cid: pa.Array, a_keep: np.ndarray, drop: list[str], cluster_col: str) -> pa.Table:
-    idx, hit = _lookup(a_uid, _np(docs.column(UID)))
-    ids = docs.column(ID).combine_chunks().cast(pa.string())
-    cid = a_cid.take(pa.array(idx)) if a_uid.size else pa.nulls(docs.num_rows, pa.string())
-    use = pa.array(hit) if a_uid.size else pa.array(np.zeros(docs.num_rows, bool))
-    cluster = pc.if_else(pc.and_(use, pc.is_valid(cid)), cid, ids)
-    keep = np.where(hit, a_keep[idx] if a_uid.size else True, True)
-    out = docs.drop_columns([c for c in drop + [cluster_col, KEEP] if c in docs.column_names])
-    return out.append_column(cluster_col, cluster).append_column(KEEP, pa.array(keep, pa.bool_()))
+def _survivor_counts(rows: pa.Table) -> dict[str, int]:
+    keep = _np(rows.column(KEEP)).astype(bool)
+    return {"clusters": int(keep.sum()), "dropped": int((~keep).sum())}
 
 
-def _assign_broadcast(batch: pa.Table, lookup: list, drop: list[str], cluster_col: str) -> pa.Table:
-    table = ray.get(lookup[0])
-    return _assign(batch, _np(table.column(0)), table.column(1).combine_chunks(), _np(table.column(2)), drop, cluster_col)
+# -- phase 5: removal ----------------------------------------------------------------------------
 
 
-def _assign_joined(docs: pa.Table, assignment: pa.Table, drop: list[str], cluster_col: str) -> pa.Table:
-    a = assignment.sort_by(UID)
-    return _assign(docs, _np(a.column(UID)), a.column("cluster_id").combine_chunks(), _np(a.column(KEEP)), drop, cluster_col)
+def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str, batch_rows: int = WIDE_BATCH) -> Iterator[pa.Table]:
+    """Stream part `idx` with `cluster_col` (the survivor's id; its own id for a document linked
+    to nothing) and KEEP, filtered against this part's survivors file only."""
+    sfile = Path(survivors_dir) / f"s-{idx:010d}.parquet"
+    if sfile.is_file():
+        s = pq.read_table(sfile)
+        s_uid, s_cid, s_keep = _np(s.column(UID)), s.column("cluster_id").combine_chunks(), _np(s.column(KEEP)).astype(bool)
+    else:
+        s_uid, s_cid, s_keep = np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0, bool)
+    pf = _open(path)
+    offset = 0
+    emitted = False
+    for rb in pf.iter_batches(batch_size=batch_rows):
+        t = pa.Table.from_batches([rb])
+        n = t.num_rows
+        uid = (np.int64(idx) << np.int64(ROW_BITS)) + np.arange(offset, offset + n, dtype=np.int64)
+        offset += n
+        ix, hit = _lookup(s_uid, uid)
+        own = t.column(ID).combine_chunks().cast(pa.string())
+        if hit.any():
+            cid = pc.if_else(pa.array(hit), s_cid.take(pa.array(ix)), own)
+            keep = np.where(hit, s_keep[ix], True)
+        else:
+            cid, keep = own, np.ones(n, bool)
+        t = t.drop_columns([c for c in (cluster_col, KEEP) if c in t.column_names])
+        emitted = True
+        yield t.append_column(cluster_col, cid).append_column(KEEP, pa.array(keep, pa.bool_()))
+    if not emitted:
+        schema = pf.schema_arrow
+        schema = pa.schema([f for f in schema if f.name not in (cluster_col, KEEP)])
+        yield schema.empty_table().append_column(cluster_col, pa.array([], pa.string())).append_column(
+            KEEP, pa.array([], pa.bool_()))
+
+
+def _assign_parts(listing: pa.Table, survivors: str, cluster_col: str) -> Iterator[pa.Table]:
+    for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
+        yield from assign_part(path, idx, survivors, cluster_col)
 
 
 def _select(batch: pa.Table, keep: bool) -> pa.Table:
@@ -540,6 +752,26 @@ def _select(batch: pa.Table, keep: bool) -> pa.Table:
 # -- helpers -------------------------------------------------------------------------------------
 
 
+def node_ids(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit hash of every document id (xxh3_64 of its UTF-8 bytes, as int64)."""
+    import xxhash
+
+    h = xxhash.xxh3_64_intdigest
+    vals = ids.to_pylist()
+    if any(v is None for v in vals):
+        raise ProcessorError("documents without an id cannot be deduplicated")
+    return np.fromiter((h(v.encode("utf-8")) for v in vals), dtype=np.uint64, count=len(vals)).view(np.int64)
+
+
+def _lookup(keys_sorted: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index into keys_sorted, hit mask) for each query value."""
+    if keys_sorted.size == 0:
+        return np.zeros(query.size, np.int64), np.zeros(query.size, bool)
+    idx = np.searchsorted(keys_sorted, query)
+    idx = np.minimum(idx, keys_sorted.size - 1)
+    return idx, keys_sorted[idx] == query
+
+
 def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
@@ -547,12 +779,9 @@ def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _collect_sorted(ds: ray.data.Dataset, key: str, columns: list[str], schema: pa.Schema) -> ray.ObjectRef:
-    """Put a small dataset, sorted by `key`, in the object store for broadcast lookups.
-
-    `schema` types the empty lookup: a dataset with no rows (one document, no edges) has no
-    blocks, and Ray then knows no schema for it."""
-    refs = ds.to_arrow_refs()
-    tables = [t for t in ray.get(refs) if t.num_rows]
+    """Put a small dataset, sorted by `key`, in the object store for broadcast lookups (bounded
+    by the caller's broadcast limits). `schema` types the lookup of a dataset without blocks."""
+    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
     if tables:
         table = pa.concat_tables(tables).select([key] + columns).sort_by(key)
     else:

@@ -28,7 +28,7 @@ estimate; candidate pairs below the threshold are not linked. This cuts LSH fals
 (pairs that share one band by chance) at a quarter of the shuffle volume of full signatures.
 With `verify="exact"` (the default) that check runs at threshold - verify_margin as a
 pre-filter, and the pairs left are then checked on the exact Jaccard of the two documents'
-shingle sets (32-bit shingle hashes: a collision between two documents' shingles, probability
+shingle sets (recomputed from the text of the documents in a candidate pair only) (32-bit shingle hashes: a collision between two documents' shingles, probability
 ~|A||B|/2^32 per pair, moves the Jaccard by ~1/|A u B|), which the engine brings together by
 joins. Estimates near the threshold are noisy (sd ~0.035 at 0.8
 with 128 permutations); exact verification removes that noise from the decision.
@@ -382,7 +382,6 @@ class MinHashDedup(ClusterDedup):
     BANDS = "_mh_bands"  # fixed_size_list<uint64>[bands], null for a document without shingles
     FP = "_mh_fp"  # fixed_size_binary[num_perm]: low byte of every signature value
     LEN = "_mh_len"  # characters of text (for the "longest"/"shortest" survivor rules)
-    SET = "_mh_set"  # list<uint32>: the shingle hashes of the document (verify="exact" only)
 
     def __init__(self, params: MinHashDedupParams | None = None) -> None:
         super().__init__(params)
@@ -440,15 +439,8 @@ class MinHashDedup(ClusterDedup):
             pa.binary(p.num_perm), n, [None, pa.py_buffer(fp.tobytes())]
         ) if n else pa.array([], type=pa.binary(p.num_perm))
         lengths = pc.fill_null(pc.utf8_length(texts), 0).cast(pa.int64())
-        out = batch.drop_columns([c for c in (self.BANDS, self.FP, self.LEN, self.SET) if c in batch.column_names])
+        out = batch.drop_columns([c for c in (self.BANDS, self.FP, self.LEN) if c in batch.column_names])
         out = out.append_column(self.BANDS, bands).append_column(self.FP, fp_arr).append_column(self.LEN, lengths)
-        if p.verify == "exact":
-            # raw shingle hashes (free: already computed); deduplicated and sorted only for the
-            # documents that end up in a linked pair (`exact_payload`)
-            offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
-            out = out.append_column(
-                self.SET, pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(hv, pa.uint32()))
-            )
         counters: Counter = Counter(docs_signed=int(has.sum()), shingles=int(counts.sum()))
         if (~has).any():
             counters["no_shingles"] = int((~has).sum())
@@ -482,13 +474,15 @@ class MinHashDedup(ClusterDedup):
         return self.params.verify == "exact"
 
     def exact_payload(self, batch: pa.Table) -> pa.Array:
-        if self.SET not in batch.column_names or batch.num_rows == 0:
+        """Each document's distinct shingle hashes (list<uint32>, sorted), computed from its text:
+        the engine calls this only for documents in a candidate pair, so no shingle list of the
+        others is ever kept or shuffled."""
+        if batch.num_rows == 0:
             return pa.array([], pa.list_(pa.uint32()))
-        col = batch.column(self.SET)
-        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        hv = pc.list_flatten(col).to_numpy()
-        counts = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-        return hash_sets(hv, counts)
+        norm = normalize_array(batch.column(self.params.text_column))
+        spans = shingle_spans(norm, self.params.ngram)
+        hv = self.hasher.hash_spans(norm.data, spans.starts, spans.ends)
+        return hash_sets(hv, spans.counts)
 
     def exact_verify(self, left: pa.Array, right: pa.Array) -> np.ndarray:
         return set_jaccard(left, right) >= self.params.threshold
@@ -511,8 +505,7 @@ class MinHashDedup(ClusterDedup):
         return [(column, "descending" if order == "max" else "ascending")]
 
     def internal_columns(self) -> tuple[str, ...]:
-        cols = (self.BANDS, self.FP, self.LEN)
-        return cols + (self.SET,) if self.params.verify == "exact" else cols
+        return (self.BANDS, self.FP, self.LEN)
 
 
 def _fixed_binary_matrix(arr: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
