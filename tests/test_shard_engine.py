@@ -298,3 +298,20 @@ def test_loaders_split_rows_across_ranks_and_workers(base_run):
     assert hf[0]["input_ids"] == rows[0] and hf[len(rows) - 1]["input_ids"] == rows[-1]
     t = hf.with_format("torch")[:4]["input_ids"]
     assert t.shape == (4, SEQ_LEN)
+
+
+@pytest.mark.parametrize("task", ["tokenize", "pack_task"])
+def test_worker_killed_while_sharding_counts_once(corpus, base_run, ray_session, tmp_path, task):
+    """A worker dies (SIGKILL) after a task wrote its outputs, before reporting: Ray restarts it and
+    runs the task again, which overwrites the same files; totals and shards equal an undisturbed run's."""
+    marker = tmp_path / "killed"
+    res = ShardRun(_cfg(corpus, tmp_path / "k"), kill_worker=(task, str(marker)), log=lambda m: None).run()
+    assert marker.exists()  # the kill happened
+    assert res.manifest["totals"] == base_run.manifest["totals"]
+    keys = ("realised_tokens", "tokenized_tokens", "tokenized_documents", "documents_read", "documents_empty")
+    assert [{k: p[k] for k in keys} for p in res.manifest["pools"]] == \
+        [{k: p[k] for k in keys} for p in base_run.manifest["pools"]]
+    assert [(s["file"], s["sha256"]) for s in res.manifest["shards"]] == \
+        [(s["file"], s["sha256"]) for s in base_run.manifest["shards"]]
+    report = verify_shards(tmp_path / "k")
+    assert report.ok, report.problems

@@ -110,20 +110,43 @@ class _Worker:
         self.tok = TokenizerSpec(**spec).load()
         self.kwargs = kwargs
 
-    def tokenize(self, task: dict) -> dict:
+    def tokenize(self, task: dict, kill_marker: str | None = None) -> dict:
         from .tasks import tokenize_task
 
-        return tokenize_task(self.tok, task, **self.kwargs)
+        result = tokenize_task(self.tok, task, **self.kwargs)
+        _die_once(kill_marker)
+        return result
 
-    def call(self, name: str, args: tuple, kwargs: dict) -> Any:
+    def call(self, name: str, args: tuple, kwargs: dict, kill_marker: str | None = None) -> Any:
         from . import tasks
 
-        return getattr(tasks, name)(*args, **kwargs)
+        result = getattr(tasks, name)(*args, **kwargs)
+        _die_once(kill_marker)
+        return result
+
+
+def _die_once(marker: str | None) -> None:
+    """Tests: the worker process dies (SIGKILL, no cleanup) after its task wrote its outputs and
+    before it reports, once per marker file -- the worst moment for double counting."""
+    if marker and not os.path.exists(marker):
+        import signal
+
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# A worker that dies (node lost, out of memory, killed) is restarted and its task run again, like
+# every other Ray task: every task writes its outputs atomically and its marker last, so a
+# repeated task overwrites the same files with the same bytes and is counted once.
+WORKER_RESTARTS = 3
+TASK_RETRIES = 3
 
 
 def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log | None = None,
-               label: str = "", per_actor: int = 2) -> list[Any]:
-    """Run calls (method, args, kwargs) on the actors, `per_actor` in flight each; results in order."""
+               label: str = "", per_actor: int = 2, kill: tuple[str, str] | None = None) -> list[Any]:
+    """Run calls (method, args, kwargs) on the actors, `per_actor` in flight each; results in order.
+
+    `kill` (tests): (method, marker): the first such call's worker dies after doing its work."""
     results: list[Any] = [None] * len(calls)
     free = [a for _ in range(per_actor) for a in actors]  # one task per actor first, then queue a second
     pending: dict[Any, tuple[Any, int]] = {}
@@ -133,7 +156,8 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
         while nxt < len(calls) and free:
             a = free.pop(0)
             method, args, kw = calls[nxt]
-            ref = a.tokenize.remote(*args) if method == "tokenize" else a.call.remote(method, args, kw)
+            die = kill[1] if kill and kill[0] == method else None
+            ref = a.tokenize.remote(*args, die) if method == "tokenize" else a.call.remote(method, args, kw, die)
             pending[ref] = (a, nxt)
             nxt += 1
         ready, _ = ray.wait(list(pending), num_returns=1)
@@ -145,6 +169,9 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
             except ray.exceptions.RayTaskError as e:
                 cause = getattr(e, "cause", None) or e
                 raise ShardError(f"{label or calls[i][0]} task failed: {type(cause).__name__}: {cause}") from e
+            except ray.exceptions.RayActorError as e:  # retries spent: the worker kept dying
+                raise ShardError(f"{label or calls[i][0]} task failed: its worker died "
+                                 f"{TASK_RETRIES + 1} times ({type(e).__name__})") from e
             done += 1
         if log and len(calls) > 1 and (time.monotonic() - last > 30 or done == len(calls)):
             last = time.monotonic()
@@ -273,9 +300,10 @@ def bucket_plans(size: np.ndarray, mode: str, seq_len: int) -> list[dict[str, An
 # ---------------------------------------------------------------- the run
 class ShardRun:
     def __init__(self, cfg: ShardConfig, *, resume: bool = True, force: bool = False, log: Log | None = None,
-                 fail_after: str | None = None) -> None:
+                 fail_after: str | None = None, kill_worker: tuple[str, str] | None = None) -> None:
         self.cfg = cfg
         self.fail_after = fail_after  # tests: raise after this step, as a crash would
+        self.kill_worker = kill_worker  # tests: (task name, marker): one worker dies after such a task
         self.resume = resume
         self.force = force
         self.log = log or _default_log
@@ -368,6 +396,9 @@ class ShardRun:
             shutil.rmtree(self.work, ignore_errors=True)
         return ShardResult(self.out, manifest, timing=dict(self.timing))
 
+    def _calls(self, ray, actors: list, calls: list, log: Log | None = None, label: str = "") -> list[Any]:
+        return _on_actors(ray, actors, calls, log, label, kill=self.kill_worker)
+
     def _maybe_fail(self, step: str) -> None:
         if self.fail_after == step:
             raise RuntimeError(f"injected failure after {step}")
@@ -410,7 +441,8 @@ class ShardRun:
             cfg = self.cfg
             kwargs = dict(text_column=cfg.text_column, id_column=cfg.id_column, batch_docs=cfg.batch_docs,
                           mix_seed=cfg.mix_seed, compression=cfg.scratch_compression)
-            opts: dict[str, Any] = {"num_cpus": cfg.tokenizer.threads}
+            opts: dict[str, Any] = {"num_cpus": cfg.tokenizer.threads, "max_restarts": WORKER_RESTARTS,
+                                    "max_task_retries": TASK_RETRIES}
             if cfg.memory:
                 opts["memory"] = cfg.memory
             Actor = ray.remote(_Worker).options(**opts)
@@ -445,7 +477,7 @@ class ShardRun:
                          + (f" ({len(tasks) - len(todo)} done before)" if len(tasks) > len(todo) else "")
                          + (f", round {round_}" if round_ > 1 else ""))
                 todo.sort(key=lambda t: -(t["row_end"] - t["row_start"]))
-                records.extend(_on_actors(ray, actors, [("tokenize", (t,), {}) for t in todo],
+                records.extend(self._calls(ray, actors, [("tokenize", (t,), {}) for t in todo],
                                           self.log, "tokenize"))
             for name, (lo, hi) in ranges.items():
                 covered[name] = hi
@@ -492,7 +524,7 @@ class ShardRun:
             caches = {pm.name: [r["cache"] for r in records if r["pool"] == pm.name and r["documents"]] for pm in need}
             calls = [("mix_stats_task", (c, pm.to_dict(), self.cfg.mix_seed, self.cfg.min_copy_gap, "hist"), {})
                      for pm in need for c in caches[pm.name]]
-            hists = _on_actors(ray, actors, calls, label="mix statistics")
+            hists = self._calls(ray, actors, calls, label="mix statistics")
             at = 0
             bins = {}
             for pm in need:
@@ -503,7 +535,7 @@ class ShardRun:
                 bins[pm.name] = pm.boundary_bin
             calls = [("mix_stats_task", (c, pm.to_dict(), self.cfg.mix_seed, self.cfg.min_copy_gap, "bin",
                                          pm.boundary_bin), {}) for pm in need for c in caches[pm.name]]
-            docs = _on_actors(ray, actors, calls, label="mix statistics")
+            docs = self._calls(ray, actors, calls, label="mix statistics")
             at = 0
             for pm in need:
                 k = len(caches[pm.name])
@@ -545,7 +577,7 @@ class ShardRun:
                                                     seq_len=seq_len, compression=cfg.scratch_compression)))
         self.log(f"scatter: {len(calls)} tasks into {B} buckets"
                  + (f" ({len(done)} done before)" if done else ""))
-        results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "scatter") if calls else [])
+        results = done + (self._calls(ray, self._ensure_actors(ray), calls, self.log, "scatter") if calls else [])
         self.timing["scatter_s"] = time.monotonic() - t0
         return B, results
 
@@ -593,7 +625,7 @@ class ShardRun:
                                formats=tuple(cfg.format), vocab_size=tok.vocab_size,
                                tokenizer_name=str(tok.identity().get("name")))))
         self.log(f"pack: {len(calls)} shards" + (f" ({len(done)} done before)" if done else ""))
-        results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "pack") if calls else [])
+        results = done + (self._calls(ray, self._ensure_actors(ray), calls, self.log, "pack") if calls else [])
         self.timing["pack_s"] = time.monotonic() - t0
         return sorted(results, key=lambda r: r["bucket"])
 
@@ -619,7 +651,7 @@ class ShardRun:
                                formats=list(cfg.format), out_dir=str(self.out), vocab_size=tok.vocab_size,
                                tokenizer_name=str(tok.identity().get("name")), marker=str(marker))))
         self.log(f"per-pool outputs: {len(calls)} tasks" + (f" ({len(done)} done before)" if done else ""))
-        results = done + (_on_actors(ray, self._ensure_actors(ray), calls, self.log, "per-pool") if calls else [])
+        results = done + (self._calls(ray, self._ensure_actors(ray), calls, self.log, "per-pool") if calls else [])
         out: dict[str, Any] = {}
         for p in targets.pools:
             recs = sorted((r for r in results if r["pool"] == p.name), key=lambda r: r["part"])
