@@ -114,9 +114,12 @@ def _pairs_in(groups: dict[str, list[str]]):
                 yield m[i], m[j]
 
 
-def evaluate(pred: dict[str, str], docs: pa.Table, truth: pa.Table, t: float, extra_j: dict | None = None) -> dict:
-    """Pair precision / recall of predicted clusters (id -> cluster id) at threshold t."""
-    ids = docs.column("id").to_pylist()
+def evaluate(pred: dict[str, str], docs: pa.Table | None, truth: pa.Table, t: float, extra_j: dict | None = None,
+             texts_of=None) -> dict:
+    """Pair precision / recall of predicted clusters (id -> cluster id) at threshold t.
+
+    Texts are needed only for predicted pairs the truth does not list: from `docs` (id, text), or
+    from `texts_of(ids) -> texts` when the corpus is too large to hold (bench_scale.py)."""
     tj = {(a, b): j for a, b, j in zip(*(truth.column(c).to_pylist() for c in ("id_a", "id_b", "jaccard")))}
     groups: dict[str, list[str]] = {}
     for d, c in pred.items():
@@ -130,9 +133,13 @@ def evaluate(pred: dict[str, str], docs: pa.Table, truth: pa.Table, t: float, ex
     if need:
         from build_dedup_corpus import jaccard, shingle_sets
 
-        text = dict(zip(ids, docs.column("text").to_pylist()))
         docs_needed = sorted({x for p in need for x in p})
-        sets = dict(zip(docs_needed, shingle_sets([text[d] for d in docs_needed])))
+        if texts_of is not None:
+            needed_texts = texts_of(docs_needed)
+        else:
+            text = dict(zip(docs.column("id").to_pylist(), docs.column("text").to_pylist()))
+            needed_texts = [text[d] for d in docs_needed]
+        sets = dict(zip(docs_needed, shingle_sets(needed_texts)))
         for a, b in need:
             cross_j[(a, b)] = jaccard(sets[a], sets[b])
     jof = lambda p: tj.get(p, cross_j.get(p, 0.0))

@@ -37,6 +37,24 @@ pair would show up there rather than silently count against precision.
 Outputs in --out: docs.parquet (the document schema + family, parent, edits), truth.parquet
 (id_a, id_b, jaccard for every within-family pair) and meta.json (seed, parameters, counts,
 checks). The same seed gives the same files.
+
+Chunked corpora (a million documents and more; bench_scale.py builds them):
+
+    .venv/bin/python benchmarks/build_dedup_corpus.py --docs 4000000 --chunk-docs 50000 \
+        --out benchmarks/results/dedup-corpus-scale/seed0-chunk50000
+
+--chunk-docs N builds the corpus as independent chunks of N documents: chunk c is the corpus
+above built from the seed (seed, c) alone (numpy SeedSequence), its ids offset to
+doc-<9 digits> and its family numbers to c * N. Every family lies inside one chunk, and the
+cross-family checks run per chunk (chunks are drawn independently from the same pools, so a pair
+across chunks is a cross-family pair like any other). A chunk is the same whatever the corpus
+size, so the first k chunks of a larger corpus are the smaller corpus of the same seed: a 4M
+build extends a 1M one, and an interrupted build resumes at the missing chunks (each chunk's
+files are written atomically, its chunks/part-NNNNN.json last). Chunks are built --workers at a
+time, each in about the time of the same number of documents above. Per chunk: docs/ (the
+document schema only, ready for any pipeline), labels/ (id, family, parent, edits), truth/ (the
+within-family pairs), chunks/ (its meta); corpus.json holds the settings (a folder built with
+others is refused), meta.json the totals.
 """
 from __future__ import annotations
 
@@ -228,6 +246,8 @@ def build_corpus(
     min_target: float = 0.5,
     random_pairs: int = 200_000,
     log=print,
+    id_offset: int = 0,
+    id_width: int = 7,
 ) -> tuple[pa.Table, pa.Table, dict]:
     rng = np.random.default_rng(seed)
     pool_words = [p.split() for p in pool]
@@ -290,7 +310,7 @@ def build_corpus(
     order = rng.permutation(len(texts))
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
-    ids_str = [f"doc-{i:07d}" for i in range(len(texts))]
+    ids_str = [f"doc-{id_offset + i:0{id_width}d}" for i in range(len(texts))]
     texts = [texts[i] for i in order]
     family_arr = np.array(family)[order]
     parent_arr = np.array(parent)[order]
@@ -413,6 +433,155 @@ def _cross_family_checks(texts, family, para_ids, rng, random_pairs, sets, log) 
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Chunked corpora (a million documents and more): chunk by chunk, in parallel, resumable
+# ---------------------------------------------------------------------------------------------
+
+CHUNK_LAYOUT = ("docs", "labels", "truth")  # one part-NNNNN.parquet per chunk in each
+DOC_COLUMNS = ["id", "source", "url", "domain", "date", "text"]  # the document schema only
+_POOLS: tuple[list[str], list[str]] | None = None  # set in each builder process
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """Chunk `chunk`'s generator seed, from (seed, chunk) alone: a chunk is the same whatever the
+    corpus size, so the first k chunks of a 4M corpus are exactly the 1M corpus of the same seed."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0])
+
+
+def _init_pools(pool: list[str], boiler: list[str]) -> None:
+    global _POOLS
+    _POOLS = (pool, boiler)
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path, **kw) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, **kw)
+    os.replace(tmp, path)
+
+
+def _build_chunk(out: Path, chunk: int, chunk_docs: int, seed: int, family_fraction: float,
+                 min_target: float, random_pairs: int) -> dict:
+    assert _POOLS is not None, "_init_pools first"
+    pool, boiler = _POOLS
+    t0 = time.time()
+    docs, truth, meta = build_corpus(
+        pool, boiler, chunk_docs, seed=chunk_seed(seed, chunk), family_fraction=family_fraction,
+        min_target=min_target, random_pairs=random_pairs, log=lambda *_: None,
+        id_offset=chunk * chunk_docs, id_width=9,
+    )
+    # family numbers unique across chunks (a chunk has fewer families than documents)
+    fam = np.asarray(docs.column("family"))
+    fam = np.where(fam >= 0, fam + chunk * chunk_docs, -1)
+    name = f"part-{chunk:05d}.parquet"
+    _write_parquet_atomic(docs.select(DOC_COLUMNS), out / "docs" / name, row_group_size=5000)
+    labels = pa.table({"id": docs.column("id"), "family": pa.array(fam, pa.int64()),
+                       "parent": docs.column("parent"), "edits": docs.column("edits")})
+    _write_parquet_atomic(labels, out / "labels" / name)
+    _write_parquet_atomic(truth, out / "truth" / name)
+    meta.update(chunk=chunk, chunk_seed=meta.pop("seed"), build_seconds=round(time.time() - t0, 1))
+    path = out / "chunks" / f"part-{chunk:05d}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)  # written last: the chunk's marker of completion
+    return meta
+
+
+def chunked_meta(out: Path, n_chunks: int) -> dict:
+    """meta.json of the first n_chunks chunks: counts summed, cross-family checks at their worst."""
+    spec = json.loads((out / "corpus.json").read_text())
+    metas = [json.loads((out / "chunks" / f"part-{c:05d}.json").read_text()) for c in range(n_chunks)]
+    total = lambda k: sum(m[k] for m in metas)
+    cross = [m["cross_family"] for m in metas]
+    return {
+        **spec,
+        "chunks": n_chunks,
+        "docs": total("docs"),
+        "families": total("families"),
+        "family_docs": total("family_docs"),
+        "singletons": total("singletons"),
+        "within_family_pairs": total("within_family_pairs"),
+        "pairs_at_or_above": {t: sum(m["pairs_at_or_above"][t] for m in metas) for t in metas[0]["pairs_at_or_above"]},
+        "jaccard_histogram": {b: sum(m["jaccard_histogram"][b] for m in metas) for b in metas[0]["jaccard_histogram"]},
+        "total_chars": total("total_chars"),
+        "paragraph_pool": metas[0]["paragraph_pool"],
+        "boilerplate_pool": metas[0]["boilerplate_pool"],
+        "cross_family": {
+            "scope": "within each chunk (every chunk is drawn independently from the same pools)",
+            "pairs_sharing_2plus_paragraphs": sum(c["pairs_sharing_2plus_paragraphs"] for c in cross),
+            "max_jaccard_sharing_2plus_paragraphs": max(c["max_jaccard_sharing_2plus_paragraphs"] for c in cross),
+            "random_pairs": sum(c["random_pairs"] for c in cross),
+            "random_pairs_max_jaccard": max(c["random_pairs_max_jaccard"] for c in cross),
+        },
+        "build_seconds_summed": round(total("build_seconds"), 1),
+    }
+
+
+def chunk_files(out: Path, n_docs: int) -> dict[str, list[Path]]:
+    """The docs / labels / truth files holding the first n_docs documents of a chunked corpus."""
+    spec = json.loads((out / "corpus.json").read_text())
+    per = spec["chunk_docs"]
+    if n_docs % per:
+        raise SystemExit(f"{out}: {n_docs} documents is not a whole number of {per:,}-document chunks")
+    n = n_docs // per
+    missing = [c for c in range(n) if not (out / "chunks" / f"part-{c:05d}.json").exists()]
+    if missing:
+        raise SystemExit(f"{out}: chunks {missing[:5]}... not built; build {n_docs} documents first")
+    return {d: [out / d / f"part-{c:05d}.parquet" for c in range(n)] for d in CHUNK_LAYOUT}
+
+
+def build_chunked(data: Path, out: Path, n_docs: int, chunk_docs: int, seed: int = 0, workers: int = 2,
+                  family_fraction: float = 0.4, min_target: float = 0.5, random_pairs: int = 20_000,
+                  log=print) -> dict:
+    """Build (or complete) a chunked corpus of n_docs documents in `out`; returns its meta.
+
+    Chunks already in `out` are kept: a corpus grows from 1M to 4M by building the 3M missing
+    documents, and an interrupted build resumes at the first missing chunk."""
+    if n_docs % chunk_docs:
+        raise SystemExit(f"--docs {n_docs} is not a multiple of --chunk-docs {chunk_docs}")
+    cache = REPO / "benchmarks" / "results" / "cache"
+    t0 = time.time()
+    texts = extract_texts(data, workers=workers, cache=cache)
+    pool, boiler = paragraph_pools(texts)
+    pool_key = hashlib.sha1("\n".join(pool + ["--"] + boiler).encode()).hexdigest()[:16]
+    spec = {"seed": seed, "chunk_docs": chunk_docs, "family_fraction": family_fraction, "min_target": min_target,
+            "random_pairs_per_chunk": random_pairs, "ngram": NGRAM, "pages": len(texts), "pools_sha1": pool_key}
+    out.mkdir(parents=True, exist_ok=True)
+    for d in (*CHUNK_LAYOUT, "chunks"):
+        (out / d).mkdir(exist_ok=True)
+    spec_path = out / "corpus.json"
+    if spec_path.exists():
+        old = json.loads(spec_path.read_text())
+        if old != spec:
+            diff = {k: (old.get(k), v) for k, v in spec.items() if old.get(k) != v}
+            raise SystemExit(f"{out} holds a corpus built with other settings {diff}: use another --out")
+    else:
+        spec_path.write_text(json.dumps(spec, indent=2))
+    n_chunks = n_docs // chunk_docs
+    todo = [c for c in range(n_chunks) if not (out / "chunks" / f"part-{c:05d}.json").exists()]
+    log(f"{len(texts)} pages -> {len(pool)} pool paragraphs, {len(boiler)} boilerplate; "
+        f"{n_chunks} chunks of {chunk_docs:,}, {len(todo)} to build ({workers} processes)")
+    args = (chunk_docs, seed, family_fraction, min_target, random_pairs)
+    if todo and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, initializer=_init_pools, initargs=(pool, boiler)) as ex:
+            futs = [ex.submit(_build_chunk, out, c, *args) for c in todo]
+            for i, f in enumerate(futs, 1):
+                m = f.result()
+                log(f"  chunk {m['chunk']} ({i}/{len(todo)}): {m['build_seconds']}s, {time.time() - t0:.0f}s so far")
+    else:
+        _init_pools(pool, boiler)
+        for i, c in enumerate(todo, 1):
+            m = _build_chunk(out, c, *args)
+            log(f"  chunk {c} ({i}/{len(todo)}): {m['build_seconds']}s, {time.time() - t0:.0f}s so far")
+    built = 0
+    while (out / "chunks" / f"part-{built:05d}.json").exists():
+        built += 1
+    meta = chunked_meta(out, built)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return chunked_meta(out, n_chunks)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -422,8 +591,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--family-fraction", type=float, default=0.4)
     ap.add_argument("--min-target", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--random-pairs", type=int, default=200_000)
+    ap.add_argument("--random-pairs", type=int, default=None,
+                    help="cross-family pairs whose Jaccard is checked (default 200,000; per chunk 20,000)")
+    ap.add_argument("--chunk-docs", type=int, default=0,
+                    help="write a chunked corpus (docs/, labels/, truth/ with one part per chunk of this "
+                         "many documents; chunks built in parallel, each from (seed, chunk) alone)")
     args = ap.parse_args(argv)
+    if args.chunk_docs:
+        meta = build_chunked(args.data, args.out, args.docs, args.chunk_docs, seed=args.seed, workers=args.workers,
+                             family_fraction=args.family_fraction, min_target=args.min_target,
+                             random_pairs=20_000 if args.random_pairs is None else args.random_pairs)
+        print(json.dumps(meta, indent=2))
+        print(f"wrote {args.out}")
+        return 0
+    if args.random_pairs is None:
+        args.random_pairs = 200_000
     t0 = time.time()
     cache = REPO / "benchmarks" / "results" / "cache"
     texts = extract_texts(args.data, workers=args.workers, cache=cache)
