@@ -20,6 +20,8 @@ class Job(Processor):
     """Base of jobs. `run` returns a stats dict: docs_in, docs_out, counters, drops (all optional)."""
 
     checkpoint_default: ClassVar[bool] = True
+    # The step's resources (curate.resources.StepResources), set by the runner before `run`.
+    resources: Any = None
 
     def check(self) -> None:
         """Cheap checks only: the driver calls this before any work."""
@@ -59,7 +61,7 @@ class PoolsJob(Job):
                           tokenizer=p.tokenizer, tiktoken_cache=p.tiktoken_cache,
                           quality_column=p.quality_column,
                           domain_column=p.domain_column, samples=p.samples, executor="ray",
-                          overwrite=True)
+                          overwrite=True, workers=self.resources.asked if self.resources else None)
         summary = build_pools(cfg, log=lambda _m: None)
         pools = summary.get("pools", [])
         docs = sum(int(x.get("documents", 0)) for x in pools)
@@ -176,7 +178,8 @@ class ShardJob(Job):
                           tokenizer={"name": p.tokenizer, "add_eos": p.add_eos, "add_bos": p.add_bos,
                                      "tiktoken_cache": p.tiktoken_cache},
                           mode=p.mode, seq_len=p.seq_len, shard_size=p.shard_size, seed=seed,
-                          mix_seed=seed, min_copy_gap=p.min_copy_gap, format=p.format, per_pool=p.per_pool)
+                          mix_seed=seed, min_copy_gap=p.min_copy_gap, format=p.format, per_pool=p.per_pool,
+                          **_shard_resources(self.resources))
         result = run_shard(cfg, resume=True, log=lambda _m: None)
         manifest = getattr(result, "manifest", None) or {}
         totals = manifest.get("totals", {}) if isinstance(manifest, dict) else {}
@@ -185,3 +188,15 @@ class ShardJob(Job):
             counters[f"{name}_tokens"] = f.get("tokens", 0)
         counters["pools_written_once"] = len(manifest.get("pool_outputs") or {})
         return {"counters": counters}
+
+
+def _shard_resources(res: Any) -> dict[str, Any]:
+    """The step's workers and memory per worker, where the user set them (else the shard defaults)."""
+    if res is None:
+        return {}
+    out: dict[str, Any] = {}
+    if res.asked:
+        out["workers"] = res.asked
+    if res.memory:
+        out["memory"] = res.memory
+    return out

@@ -9,6 +9,7 @@ an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from curate.config import ConfigError, PipelineConfig, StageSpec
 from curate.registry import processor_class
@@ -28,15 +29,25 @@ def is_cluster_kind(kind: str) -> bool:
     return any(c.__name__ == CLUSTER_KINDS_BASE for c in processor_class(kind).__mro__)
 
 
+# Whole-dataset steps whose runner applies row-wise stages before them (`Segment.pre`) while it
+# reads its input, so those stages cost no committed segment of their own (no extra write and
+# read of the corpus). Cluster steps join when their reader applies `pre` (curate.cluster_runner).
+PRE_FUSING_MODES = frozenset({"group"})
+
+
 @dataclass
 class Segment:
     head: StageSpec | None  # a Grouper or cluster step; None for reading stages or Parquet input
     body: list[StageSpec] = field(default_factory=list)
     readers: list[StageSpec] = field(default_factory=list)  # Source stages, one task per input
+    # Row-wise stages applied to the input before the head, in the head's own read (fused)
+    pre: list[StageSpec] = field(default_factory=list)
+    # What the step may use (curate.resources.StepResources), set by the runner before it runs
+    resources: Any = None
 
     @property
     def stages(self) -> list[StageSpec]:
-        return self.readers + ([self.head] if self.head else []) + self.body
+        return self.readers + self.pre + ([self.head] if self.head else []) + self.body
 
     @property
     def name(self) -> str:
@@ -93,9 +104,13 @@ def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segm
             raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) reads inputs, so it must come "
                               "first, with any other reading stages")
         if whole_dataset:
-            if current is not None:
+            nxt = Segment(head=spec)
+            if (current is not None and current.head is None and not current.readers
+                    and nxt.mode in PRE_FUSING_MODES):
+                nxt.pre = current.body  # row-wise stages that do not checkpoint: fused into the step's read
+            elif current is not None:
                 segments.append(current)
-            current = Segment(head=spec)
+            current = nxt
         else:
             if current is None:
                 current = Segment(head=None)

@@ -14,6 +14,8 @@ import pyarrow as pa
 
 from curate.chain import Chain, task_id
 from curate.config import StageSpec
+from curate.io import TASKS_DIR, write_json_atomic
+from curate.stats import StageStats
 
 
 def _records(recs: list[dict]) -> pa.Table:
@@ -89,16 +91,57 @@ def partition_index(column: pa.ChunkedArray | pa.Array, partitions: int) -> np.n
     return (h % np.uint64(partitions)).astype(np.int64)
 
 
-def add_group_key(batch: pa.Table, head: StageSpec, partitions: int, skip: list[int]) -> pa.Table:
-    """Adds a Grouper's key column and the row's partition; drops rows of finished partitions
-    (`skip`), so a resumed step shuffles only what it has left to do."""
-    proc = _cached_chain(head, []).head
-    batch = proc.add_key(batch)
-    part = partition_index(batch.column(proc.key_column), partitions)
-    batch = batch.append_column(GROUP_PARTITION, pa.array(part, pa.int64()))
-    if skip:
-        batch = batch.filter(pa.array(~np.isin(part, np.asarray(skip, np.int64))))
-    return batch
+PRE_DIR = "_pre"  # <step>/_tasks/_pre/<task>.json: stats of the row-wise stages fused before the head
+
+
+def pre_task_id(path: str) -> str:
+    return task_id(f"pre:{path}")
+
+
+def _cached_pre_chain(pre: list[StageSpec]) -> Chain:
+    key = json.dumps(["pre"] + [b.model_dump(mode="json") for b in pre] + [str(s._state) for s in pre], sort_keys=True)
+    chain = _CHAINS.get(key)
+    if chain is None:
+        chain = Chain(None, pre)
+        chain.setup()
+        _CHAINS[key] = chain
+    return chain
+
+
+def key_parts(listing: pa.Table, head: StageSpec, pre: list[StageSpec], partitions: int, skip: list[int],
+              out_dir: str):
+    """Reads each input part (one per call, streamed by record batch), runs the row-wise stages
+    fused before the head (`pre`), adds the Grouper's key and the row's engine partition, and
+    drops rows of finished partitions (`skip`), so a resumed step shuffles only what is left.
+
+    The fused stages' stats go to a marker named after the part, written once the part is read:
+    a retried or resumed read overwrites it, so they are counted once."""
+    from curate.chain import read_parquet_batches
+
+    head_proc = _cached_chain(head, []).head
+    chain = _cached_pre_chain(pre) if pre else None
+    skip_arr = np.asarray(skip, np.int64)
+    for path in listing.column("path").to_pylist():
+        stats = {s.name: StageStats(stage=s.name, kind=s.kind, tasks=1) for s in pre}
+        if chain is not None:
+            chain.side = {}  # a failed earlier attempt in this process may have left rows
+        for batch in read_parquet_batches(path):
+            batch = chain.apply_body(batch, stats) if chain is not None else batch
+            if batch.num_rows == 0:
+                continue
+            batch = head_proc.add_key(batch)
+            part = partition_index(batch.column(head_proc.key_column), partitions)
+            batch = batch.append_column(GROUP_PARTITION, pa.array(part, pa.int64()))
+            if skip:
+                batch = batch.filter(pa.array(~np.isin(part, skip_arr)))
+            if batch.num_rows:
+                yield batch
+        if chain is not None:
+            tid = pre_task_id(path)
+            chain.write_side(Path(out_dir), tid)
+            write_json_atomic(Path(out_dir) / TASKS_DIR / PRE_DIR / f"{tid}.json",
+                              {"task": tid, "input": path, "part": None, "rows": 0,
+                               "stats": {n: st.to_dict() for n, st in stats.items()}})
 
 
 def reduce_partition(partition: pa.Table, head: StageSpec, body: list[StageSpec],

@@ -22,11 +22,12 @@ from curate import fingerprint
 from curate.chain import done_tasks, load_task_records, task_id, task_key, task_marker
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
-    COMMIT_MARKER, OLD_SUMMARY_FILE, STATS_FILE, SUMMARY_FILE, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
+    COMMIT_MARKER, OLD_SUMMARY_FILE, STATS_FILE, SUMMARY_FILE, TASKS_DIR, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
 from curate.ray_io import num_partitions
+from curate.resources import StepResources, step_resources
 from curate.ray_session import ensure_ray
 from curate.prefilter_rules import with_prefilter_rules
 from curate.stats import StageStats, merge
@@ -91,24 +92,14 @@ def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
             ray.shutdown()
 
 
-def _workers(cfg: PipelineConfig, opts: RunOptions, seg: Segment) -> int:
+def _resources(cfg: PipelineConfig, opts: RunOptions, seg: Segment) -> StepResources:
     import ray
 
-    asked = [s.concurrency for s in seg.stages if s.concurrency]
-    if asked:
-        return min(asked)
-    if opts.workers or cfg.ray.workers:
-        return int(opts.workers or cfg.ray.workers)
-    cpus = max(s.num_cpus for s in seg.stages)
-    return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+    return step_resources(seg.stages, opts.workers or cfg.ray.workers, ray.cluster_resources().get("CPU", 1))
 
 
 def _remote_args(seg: Segment) -> dict[str, Any]:
-    args: dict[str, Any] = {"num_cpus": max(s.num_cpus for s in seg.stages)}
-    mem = [s.memory for s in seg.stages if s.memory]
-    if mem:
-        args["memory"] = max(mem)
-    return args
+    return seg.resources.task_args()
 
 
 # ---------------------------------------------------------------- progress
@@ -258,7 +249,7 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
     its own marker: after a crash, finished partitions are kept and their rows are not shuffled
     again (they are dropped right after the key is computed)."""
     import ray
-    from curate.ray_tasks import GROUP_PARTITION, add_group_key, group_task_id, reduce_partition
+    from curate.ray_tasks import GROUP_PARTITION, PRE_DIR, group_task_id, key_parts, pre_task_id, reduce_partition
 
     if not parts:
         return []
@@ -269,26 +260,36 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
     progress.done = len(done)
     try:
         if len(done) < n:
-            ds = ray.data.read_parquet(parts)
-            ds = ds.map_batches(add_group_key, fn_kwargs=dict(head=seg.head, partitions=n, skip=done),
-                                batch_format="pyarrow", **_remote_args(seg))
+            # One read task per input part, streamed: memory per task does not grow with the input
+            listing = ray.data.from_items([{"path": p} for p in parts], override_num_blocks=len(parts))
+            ds = listing.map_batches(key_parts, batch_size=1, batch_format="pyarrow",
+                                     fn_kwargs=dict(head=seg.head, pre=seg.pre, partitions=n, skip=done,
+                                                    out_dir=str(out_dir)), **seg.resources.map_args())
             # Hash repartitioning emits each partition as one block, so a reducer sees every row
             # of its engine partitions (and so of its keys) at once.
             ds = ds.repartition(n, keys=[GROUP_PARTITION])
             ds = ds.map_batches(
                 reduce_partition, fn_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir), partitions=n),
-                batch_size=None, batch_format="pyarrow", **_remote_args(seg),
+                batch_size=None, batch_format="pyarrow", **seg.resources.map_args(),
             )
             _collect(ds, progress)
     finally:
         progress.close()
     wanted = set(tids)
-    return [r for r in load_task_records(out_dir) if r["task"] in wanted]
+    records = [r for r in load_task_records(out_dir) if r["task"] in wanted]
+    if seg.pre:  # the fused row-wise stages: one record per input part
+        pre_dir = out_dir / TASKS_DIR / PRE_DIR
+        pre = {pre_task_id(p) for p in parts}
+        records += [json.loads(f.read_text()) for f in sorted(pre_dir.glob("*.json")) if f.stem in pre]
+    return records
 
 
 def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: list,
                  out_dir: Path, prev_dir: Path | None = None) -> list[dict[str, Any]]:
-    workers = _workers(cfg, opts, seg)
+    # Every kind of step gets the same resources (num_cpus, memory, concurrency/workers): the
+    # file and group tasks here, unit and cluster dedup and jobs through `seg.resources`.
+    seg.resources = _resources(cfg, opts, seg)
+    workers = seg.resources.concurrency
     if seg.mode in ("source", "parquet"):
         return _run_file_segment(seg, tasks, out_dir, workers, opts)
     if seg.mode == "group":
@@ -307,6 +308,7 @@ def _run_job_segment(cfg: PipelineConfig, seg: Segment, prev_dir: Path | None,
     if prev_dir is None:
         raise ConfigError(f"step {seg.name!r} needs an earlier step's output")
     job = seg.head.build()
+    job.resources = seg.resources
     result = job.run(prev_dir, out_dir, cfg.seed)
     st = StageStats(stage=seg.head.name, kind=seg.head.kind, tasks=1,
                     docs_in=int(result.get("docs_in", 0)), docs_out=int(result.get("docs_out", 0)))

@@ -169,13 +169,14 @@ def run_unit_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -
     head = seg.head
     proc = head.build()
     P = num_partitions(parts)
+    res = seg.resources.map_args() if getattr(seg, "resources", None) is not None else {}
     listing = ray.data.from_items([{PART: i, "path": p} for i, p in enumerate(parts)],
                                   override_num_blocks=len(parts))
     removals = (
-        listing.map_batches(_unit_rows, batch_size=1, fn_kwargs={"head": head}, batch_format="pyarrow")
+        listing.map_batches(_unit_rows, batch_size=1, fn_kwargs={"head": head}, batch_format="pyarrow", **res)
         .repartition(P, keys=[KEY])
         .map_batches(_count, batch_size=None, fn_kwargs={"max_documents": proc.max_documents,
-                                                         "keep_first": proc.keep_first, "out_dir": str(out_dir)}, **_KW)
+                                                         "keep_first": proc.keep_first, "out_dir": str(out_dir)}, **_KW, **res)
     )
     applied = copartition(
         listing, removals, left_key=PART, right_key=PART, left_schema=_LISTING_SCHEMA,

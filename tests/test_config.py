@@ -30,10 +30,29 @@ stages:
     cfg = load_pipeline(p)
     assert cfg.ray.object_store_memory == 512_000_000
     segs = build_segments(cfg)
-    # row-wise filters fuse until the shuffle; the dedup commits; the last stage commits.
+    # row-wise filters fuse into the shuffle's read (no segment of their own); the dedup commits;
+    # the last stage commits.
     assert [[s.name for s in seg.stages] for seg in segs] == [
-        ["language_id", "gopher_quality"], ["exact_dedup"], ["final"]]
-    assert [seg.mode for seg in segs] == ["parquet", "group", "parquet"]
+        ["language_id", "gopher_quality", "exact_dedup"], ["final"]]
+    assert [seg.mode for seg in segs] == ["group", "parquet"]
+    assert [s.name for s in segs[0].pre] == ["language_id", "gopher_quality"]
+
+
+def test_step_resources_apply_to_every_step():
+    """num_cpus and memory: the most any stage of the step asks; concurrency: the smallest asked,
+    else the run's workers, else the cluster's CPUs / num_cpus."""
+    from curate.resources import step_resources
+
+    cfg = pipeline_from_dict({"inputs": ["a.parquet"], "output": "o", "stages": [
+        {"fineweb": {"num_cpus": 2, "memory": "2GB"}}, {"exact_dedup": {"concurrency": 3}},
+        {"minhash_dedup": {"memory": "1GB", "num_cpus": 0.5}}]})
+    segs = build_segments(cfg)
+    assert [seg.mode for seg in segs] == ["group", "cluster"]
+    assert step_resources(segs[0].stages, None, 8).map_args() == {
+        "num_cpus": 2, "memory": 2_000_000_000, "concurrency": 3}
+    dedup = step_resources(segs[1].stages, None, 8)
+    assert dedup.map_args() == {"num_cpus": 0.5, "memory": 1_000_000_000, "concurrency": 16}
+    assert dedup.asked is None and step_resources(segs[1].stages, 5, 8).concurrency == 5
 
 
 def test_unknown_stage_suggests(tmp_path):

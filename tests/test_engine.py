@@ -124,22 +124,38 @@ def test_same_output_with_one_and_two_workers(ray_session, parquet_inputs, tmp_p
     assert names_a == names_b
 
 
-def test_output_root_reads_as_a_dataset_of_documents(ray_session, parquet_inputs, tmp_path):
-    """The run summary is `_summary.json`: `pyarrow.dataset(OUTPUT)` reads every step's documents
-    and nothing else (an older run's `summary.json` at the root is removed)."""
+def test_output_root_reads_as_a_dataset_and_row_wise_stages_fuse(ray_session, parquet_inputs, tmp_path):
+    """(1) The run summary is `_summary.json`: `pyarrow.dataset(OUTPUT)` reads every step's
+    documents and nothing else (an older run's `summary.json` at the root is removed).
+    (2) A row-wise stage before a group step runs in that step's read: no folder of parts of its
+    own (no extra write and read of the corpus), the same documents and stats as committing it."""
+    from curate.check import check_output
+
     paths, _ = parquet_inputs
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.json").write_text("{}")
-    result = run_pipeline(_cfg(paths, out, [{"fineweb": {"checkpoint": True}}, {"exact_dedup": {}}]),
-                          RunOptions(progress=False))
+    separate = run_pipeline(_cfg(paths, out, [{"fineweb": {"checkpoint": True}}, {"exact_dedup": {}}]),
+                            RunOptions(progress=False))
     assert json.loads((out / "_summary.json").read_text())["stages"][-1]["stage"] == "exact_dedup"
     assert not (out / "summary.json").exists()
     ds = pads.dataset(str(out))
     assert ds.files and all(Path(f).name.startswith("part-") for f in ds.files)
     table = ds.to_table(columns=["id", "text"])
-    assert table.num_rows == sum(s.docs_out for s in result.stats)  # fineweb's parts + dedup's parts
+    assert table.num_rows == sum(s.docs_out for s in separate.stats)  # fineweb's parts + dedup's parts
     assert table["id"].null_count == 0
+
+    fused = run_pipeline(_cfg(paths, tmp_path / "fused", [{"fineweb": {}}, {"exact_dedup": {}}]),
+                         RunOptions(progress=False))
+    assert not list((tmp_path / "fused" / "fineweb").glob("part-*")), "fineweb wrote parts of its own"
+    assert not (tmp_path / "fused" / "fineweb" / COMMIT_MARKER).exists()
+    commit = json.loads((tmp_path / "fused" / "exact_dedup" / COMMIT_MARKER).read_text())
+    assert commit["stages"] == ["fineweb", "exact_dedup"]
+    assert sorted(_read(fused.final_dir)["id"].to_pylist()) == sorted(_read(separate.final_dir)["id"].to_pylist())
+    for f, s in zip(fused.stats, separate.stats):
+        assert (f.stage, f.docs_in, f.docs_out, dict(f.drops)) == (s.stage, s.docs_in, s.docs_out, dict(s.drops))
+    report = check_output(tmp_path / "fused")
+    assert report.ok, report.problems
 
 
 def test_changed_input_file_reruns_and_unchanged_reuses(ray_session, parquet_inputs, tmp_path):

@@ -226,25 +226,64 @@ def pool_part(index: int, path: str, cfg: dict, edges: list[float]) -> dict:
 
 # ---------------------------------------------------------------- driver
 
-def _run_parallel(fn: Callable, calls: list[tuple], cfg: PoolsConfig) -> list:
-    """fn(*args) for each args tuple, in parallel; results in input order."""
+def _run_parallel(fn: Callable, calls: list[tuple], cfg: PoolsConfig, merge: Callable[[Any, Any], Any],
+                  acc: Any) -> Any:
+    """fn(*args) for each args tuple, in parallel, each result folded into `acc` by `merge` as it
+    arrives: the driver holds the running total and the results in flight (at most twice the
+    workers), never one result per part. `merge` must not depend on the order of arrival."""
     if cfg.executor == "ray":
         import ray
 
-        if not ray.is_initialized():
-            ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.workers,
-                     include_dashboard=False, log_to_driver=False, configure_logging=False)
+        from curate.ray_session import ensure_ray
+
+        ensure_ray(cfg.address, None if cfg.address else cfg.workers)
         remote = ray.remote(num_cpus=1, max_retries=2)(fn)
-        return ray.get([remote.remote(*args) for args in calls])
+        window = 2 * int(cfg.workers or ray.cluster_resources().get("CPU", 1))
+        pending: list = []
+        for args in calls:
+            pending.append(remote.remote(*args))
+            if len(pending) >= window:
+                ready, pending = ray.wait(pending, num_returns=1)
+                acc = merge(acc, ray.get(ready[0]))
+        for ref in pending:
+            acc = merge(acc, ray.get(ref))
+        return acc
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(calls), 1))
     if workers <= 1:
-        return [fn(*args) for args in calls]
+        for args in calls:
+            acc = merge(acc, fn(*args))
+        return acc
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        futures = [ex.submit(fn, *args) for args in calls]
-        return [f.result() for f in futures]
+        for f in as_completed([ex.submit(fn, *args) for args in calls]):
+            acc = merge(acc, f.result())
+    return acc
+
+
+def _merge_histograms(acc: dict | None, h: dict) -> dict:
+    if acc is None:
+        return {"counts": np.asarray(h["counts"]).copy(), "outside": h["outside"]}
+    acc["counts"] = acc["counts"] + h["counts"]
+    acc["outside"] += h["outside"]
+    return acc
+
+
+def _merge_parts(acc: dict, r: dict, samples: int) -> dict:
+    """Per-pool counts and the `samples` smallest-hash sample texts, summed over parts."""
+    acc["rows"] += r["rows"]
+    acc["unscored"] += r["unscored"]
+    merged = acc["pools"]
+    for name, p in r["pools"].items():
+        m = merged.get(name)
+        if m is None:
+            merged[name] = {**p, "samples": sorted(p["samples"], key=lambda s: s["hash"])[:samples]}
+            continue
+        for k in ("documents", "characters", "unique_tokens", "score_sum", "scored"):
+            m[k] += p[k]
+        m["samples"] = sorted(m["samples"] + p["samples"], key=lambda s: s["hash"])[:samples]
+    return acc
 
 
 def _clear_output(out: Path, overwrite: bool) -> None:
@@ -278,9 +317,9 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
     tokenizer_name = TokenCounter(cfg.tokenizer, cfg.tiktoken_cache).name  # fails here, not in workers
     hist_info = None
     if cfg.quantiles is not None:
-        hists = _run_parallel(part_histogram, [(p, cfg.quality_column) for p in parts], cfg)
-        counts = np.sum([h["counts"] for h in hists], axis=0)
-        outside = sum(h["outside"] for h in hists)
+        hist = _run_parallel(part_histogram, [(p, cfg.quality_column) for p in parts], cfg,
+                             _merge_histograms, None)
+        counts, outside = hist["counts"], hist["outside"]
         if outside:
             raise ClassifyError(f"{outside} values of {cfg.quality_column!r} lie outside [0, 1]: "
                                 "quantile buckets need scores in [0, 1]; give explicit --edges")
@@ -293,18 +332,9 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
     else:
         edges = list(cfg.edges or [])
     cfg_dict = cfg.model_dump(mode="json")
-    results = _run_parallel(pool_part, [(i, p, cfg_dict, edges) for i, p in enumerate(parts)], cfg)
-
-    merged: dict[str, dict] = {}
-    for r in results:
-        for name, p in r["pools"].items():
-            m = merged.get(name)
-            if m is None:
-                merged[name] = {**p, "samples": list(p["samples"])}
-                continue
-            for k in ("documents", "characters", "unique_tokens", "score_sum", "scored"):
-                m[k] += p[k]
-            m["samples"] = sorted(m["samples"] + p["samples"], key=lambda s: s["hash"])[:cfg.samples]
+    totals = _run_parallel(pool_part, [(i, p, cfg_dict, edges) for i, p in enumerate(parts)], cfg,
+                           lambda acc, r: _merge_parts(acc, r, cfg.samples), {"rows": 0, "unscored": 0, "pools": {}})
+    merged: dict[str, dict] = totals["pools"]
     order = {b: i for i, b in enumerate(cfg.bucket_names)}
     names = sorted(merged, key=lambda n: (merged[n]["source"], merged[n]["domain"],
                                           order[merged[n]["quality_bucket"]]))
@@ -330,8 +360,8 @@ def build_pools(cfg: PoolsConfig, log: Callable[[str], None] = print) -> dict:
         "bucket_names": cfg.bucket_names,
         "quantile_pass": hist_info,
         "input_parts": len(parts),
-        "input_documents": sum(r["rows"] for r in results),
-        "unscored_documents": sum(r["unscored"] for r in results),
+        "input_documents": totals["rows"],
+        "unscored_documents": totals["unscored"],
         "documents": total_docs,
         "unique_tokens": total_tokens,
         "empty_pools_dropped": empty,
