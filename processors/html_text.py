@@ -193,7 +193,7 @@ def extract_main_text(html: str, url: str | None, settings: ExtractSettings) -> 
             noscript=False,
             comments=settings.include_comments,
         )
-    import trafilatura
+    trafilatura = _trafilatura()
     from trafilatura.deduplication import LRUCache
 
     text = trafilatura.extract(
@@ -211,6 +211,22 @@ def extract_main_text(html: str, url: str | None, settings: ExtractSettings) -> 
         with_metadata=False,
     )
     return text or ""
+
+
+_SPEEDUPS: list[str] | None = None  # trafilatura expressions replaced in this process
+
+
+def _trafilatura():
+    """trafilatura, with the exact stand-ins of processors.trafilatura_speedups installed once
+    per process (identical output, ~1.4x less CPU)."""
+    global _SPEEDUPS
+    import trafilatura
+
+    if _SPEEDUPS is None:
+        from processors.trafilatura_speedups import install
+
+        _SPEEDUPS = install()
+    return trafilatura
 
 
 def process_html(
