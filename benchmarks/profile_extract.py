@@ -1,6 +1,6 @@
 """Where one worker's time goes: extract -> language_id(en, de) -> gopher_quality on the 1,153 pages.
 
-    .venv/bin/python benchmarks/profile_extract.py [--mode full|fast] [--cprofile N]
+    .venv/bin/python benchmarks/profile_extract.py [--mode full|fast] [--trafilatura-xpath] [--cprofile N]
 
 One process does every step in order, page by page, the way one worker of the throughput benchmark
 does (extraction in-process here: the child process only adds its pipe round trip, measured by
@@ -14,8 +14,10 @@ can only reject), extraction (trafilatura), declared language, language ID (fast
 
 `--mode fast` runs the extract stage's pre-pass (processors.prefilter, with the rules the engine
 hands it from gopher_quality) and extracts only the pages it cannot reject, as `curate run` does by
-default; `--mode full` extracts every page (`extract: {prefilter: false}`). `--cprofile N` also prints the N functions with
-the most cumulative time.
+default; `--mode full` extracts every page (`extract: {prefilter: false}`). `--trafilatura-xpath`
+runs trafilatura's own XPath expressions instead of the exact stand-ins of
+processors.trafilatura_speedups (the extraction child's default). `--cprofile N` also prints the N
+functions with the most cumulative time.
 """
 from __future__ import annotations
 
@@ -148,7 +150,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["full", "fast"], default="full")
     ap.add_argument("--cprofile", type=int, default=0, help="also print the top N functions (cumulative)")
+    ap.add_argument("--trafilatura-xpath", action="store_true",
+                    help="trafilatura's own XPath expressions, not the stand-ins of processors.trafilatura_speedups")
     args = ap.parse_args()
+    if args.trafilatura_xpath:
+        from processors.html_text import _trafilatura
+        from processors.trafilatura_speedups import uninstall
+
+        _trafilatura()  # installs once per process; uninstalled it stays so
+        uninstall()
     if args.cprofile:
         import cProfile
         import pstats
@@ -161,8 +171,9 @@ def main() -> None:
         steps, counts = run(args.mode)
     total_cpu = sum(steps.cpu.values())
     pages = counts["html_pages"]
-    print(f"\nOne worker, {pages} HTML pages of {WEB} (mode {args.mode}): extract -> language_id(en,de) "
-          f"-> gopher_quality\n")
+    xpaths = "trafilatura's own XPath" if args.trafilatura_xpath else "XPath stand-ins"
+    print(f"\nOne worker, {pages} HTML pages of {WEB} (mode {args.mode}, {xpaths}): extract -> "
+          f"language_id(en,de) -> gopher_quality\n")
     print(f"{'step':42s} {'CPU s':>8s} {'CPU ms/page':>12s} {'share':>6s} {'wall s':>8s}")
     for name in steps.order:
         cpu = steps.cpu[name]
