@@ -1,8 +1,9 @@
 """Exact, faster stand-ins for trafilatura's most expensive XPath expressions.
 
 About half of trafilatura's CPU time (measured on the 559 pages of shared/data/web that the
-pre-pass lets through: 12.6 of 24.7 s) goes into nine XPath expressions that prune boilerplate
-(`OVERALL_DISCARD_XPATH`, the comment and infinite-scroll prunes, ...). They call EXSLT's
+pre-pass lets through: 12.6 of 24.7 s) goes into XPath expressions that prune boilerplate
+(`OVERALL_DISCARD_XPATH`, the comment and infinite-scroll prunes, ...) or find the content
+container (`BODY_XPATH`). They call EXSLT's
 `re:test` for every candidate element; lxml answers each call through a Python callback with its
 argument conversion, which costs far more than the regular expression itself. The same selection
 written as a walk over the tree with precompiled `re` patterns selects the same elements, in the
@@ -12,8 +13,10 @@ Exactness, not approximation:
 - each stand-in is written from the XPath 1.0 semantics of its expression: `.//*[p]` is every
   descendant element of the context node in document order; `@a|@b` used as a string is the
   first of the two attributes in source order; an absent attribute is the empty string;
-  `re:test(s, p)` is `re.search(p, s)` (what lxml runs); `@x = 's'` is an equality test;
-  `.//h1` is "has a descendant h1";
+  `re:test(s, p)` is `re.search(p, s)` (what lxml runs; flag 'i': IGNORECASE); `@x = 's'` is
+  an equality test; `.//h1` is "has a descendant h1"; `(.//*[p])[1]` is the first match in
+  document order, and `.//*[p][1]` every match that no earlier sibling matching p precedes
+  (the position applies to the child step);
 - a stand-in replaces an expression only if the expression's text (whitespace-normalised) has the
   SHA-256 recorded here: a trafilatura release that changes an expression keeps its own XPath for
   that one (slower, still right);
@@ -56,11 +59,14 @@ def _first_of(elem, a: str, b: str) -> str:
 class _StandIn:
     """Callable like an lxml XPath object: `matcher(tree)` -> list of matching descendants."""
 
-    def __init__(self, xpath, tags: tuple[str, ...] | None, match: _Match) -> None:
+    def __init__(self, xpath, tags: tuple[str, ...] | None, match: _Match, select: str = "all") -> None:
         self.xpath = xpath  # the original, for contexts the stand-in does not cover
         self.path = xpath.path
         self.tags = tags
         self.match = match
+        # "all": .//*[p]; "first": (.//*[p])[1], the first in document order; "first_child":
+        # .//*[p][1], each element matching p that no earlier sibling matching p precedes
+        self.select = select
 
     def __call__(self, tree, **variables):
         if variables or not hasattr(tree, "iterdescendants"):
@@ -72,7 +78,14 @@ class _StandIn:
         else:
             candidates = tree.iterdescendants(*self.tags)
         match = self.match
-        found = [e for e in candidates if match(e)]
+        if self.select == "all":
+            found = [e for e in candidates if match(e)]
+        elif self.select == "first":
+            found = next(([e] for e in candidates if match(e)), [])
+        else:
+            tags = self.tags or ()
+            found = [e for e in candidates
+                     if match(e) and not any(match(s) for s in e.itersiblings(*tags, preceding=True))]
         if _CHECKED is not None:
             self._compare(tree, found)
         return found
@@ -213,11 +226,68 @@ def _discard_image(e) -> bool:
 
 
 # (list name, index) -> (SHA-256 of the whitespace-normalised expression, tags, predicate)
+# BODY_XPATH[0], [2], [3]: where the main content is
+_CONTENT = ("article", "div", "main", "section")
+_BODY0_ID = re.compile("(?:entry|article|art)-content|article__content|article(?:-|__)?body|articleBody|body-text")
+_BODY0_CLASS = re.compile(
+    "post[-_]text|post-body|post-?entry|post[-_]?content|postContent|post_inner_wrapper|article-?text|articleText|"
+    "(?:entry|page|text|article|art)-content|article__content|article(?:-|__)?body|articleBody|ArticleContent|"
+    "body-text|article__container"
+)
+
+
+def _body_0(e) -> bool:
+    i, c = e.get("id"), e.get("class")
+    if c is not None and (c == "post" or c == "entry" or _BODY0_CLASS.search(c)):
+        return True
+    if i is not None and (i == "articleContent" or _BODY0_ID.search(i)):
+        return True
+    return e.get("itemprop") == "articleBody"
+
+
+_BODY2_ID = re.compile("^primary|story-body")
+_BODY2_FULLTEXT = re.compile("fulltext", re.IGNORECASE)
+_BODY2_CLASS = re.compile(
+    "^article |post-bodycopy|story-?content|(?:theme|blog|section|single)-content|single-post|main-column|"
+    "wpb_text_column|story-body|field-body"
+)
+_BODY2_CLASS_VALUES = ("postarea", "art-postcontent", "text", "cell", "story")
+
+
+def _body_2(e) -> bool:
+    i, c = e.get("id"), e.get("class")
+    if c is not None and (c in _BODY2_CLASS_VALUES or _BODY2_FULLTEXT.search(c) or _BODY2_CLASS.search(c)):
+        return True
+    if i is not None and (i == "article" or i == "story" or _BODY2_ID.search(i)):
+        return True
+    return e.get("role") == "article"
+
+
+_BODY3_ID = re.compile("content-main|content-body|contentBody")
+_BODY3_CLASS = re.compile("content[-_]main|content(?:-|__)body")
+
+
+def _body_3(e) -> bool:
+    i, c = e.get("id"), e.get("class")
+    if i is not None and (i == "content" or _BODY3_ID.search(i)
+                          or "main-content" in i.replace("C", "c").replace("M", "m")):
+        return True
+    return c is not None and (c == "content" or _BODY3_CLASS.search(c) is not None
+                              or "main-content" in c.replace("C", "c").replace("M", "m")
+                              or "page-content" in c.replace("C", "c").replace("P", "p"))
+
+
 _COMMENT_BOXES = ("div", "list", "section", "details")
 _PRUNE_BOXES = ("div", "section", "aside")
 
-# (list name, index) -> (SHA-256 of the whitespace-normalised expression, tags, predicate)
-STAND_INS: dict[tuple[str, int], tuple[str, tuple[str, ...] | None, _Match]] = {
+# (list name, index) -> (SHA-256 of the whitespace-normalised expression, tags, predicate[, selection])
+STAND_INS: dict[tuple[str, int], tuple] = {
+    ("BODY_XPATH", 0):
+        ("8cab6e6e5b503a8d4fa84afa21a240c39d1cb16dbc423db4056ac83b22576bba", _CONTENT, _body_0, "first_child"),
+    ("BODY_XPATH", 2):
+        ("3ac5a80dac974e647f67a2f58fb3c87265f4af2cdc61af6253ca1c0e0a150f8b", _CONTENT, _body_2, "first"),
+    ("BODY_XPATH", 3):
+        ("a3befe41db4d28b9624e227ca67e81af7dc225944b61da55267ef1dbce354897", _CONTENT, _body_3, "first"),
     ("OVERALL_DISCARD_XPATH", 0):
         ("d9e4b7d7125b483849e2efb833cd65fbb45ee38cc81e3b4f09dc712495826a90", _BOX, _overall_discard_0),
     ("OVERALL_DISCARD_XPATH", 1):
@@ -273,7 +343,7 @@ def install() -> list[str]:
         _ORIGINAL_LOOKUP = HtmlElementClassLookup()
         utils.HTML_PARSER.set_element_class_lookup(_html_class_lookup())
     done = []
-    for (name, index), (digest, tags, match) in STAND_INS.items():
+    for (name, index), (digest, tags, match, *select) in STAND_INS.items():
         exprs = getattr(xpaths, name, None)
         if not isinstance(exprs, list) or index >= len(exprs):
             continue
@@ -283,7 +353,7 @@ def install() -> list[str]:
             continue
         if _norm_hash(getattr(current, "path", "")) != digest:
             continue
-        exprs[index] = _StandIn(current, tags, match)
+        exprs[index] = _StandIn(current, tags, match, *select)
         done.append(f"{name}[{index}]")
     return done
 
