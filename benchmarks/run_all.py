@@ -30,6 +30,8 @@ STEPS: dict[str, list[list[str]]] = {
         ["bench_minhash.py", "--corpus", str(DEDUP_CORPUS), "--thresholds", "0.7", "0.8", "0.9",
          "--datatrove", "--memory"],
     ],
+    # exact + near dedup at 1M and 4M documents (the corpus is built on first use), and datatrove at 1M
+    "scale": [["bench_scale.py", "--sizes", "1M", "4M", "--datatrove"]],
 }
 
 
