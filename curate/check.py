@@ -114,8 +114,9 @@ def _balance(stage: str, st: dict[str, Any]) -> list[str]:
     return []
 
 
-def _chain(output: Path, commit: dict[str, Any]) -> list[str]:
-    """Each stage of the step balances and takes in what the stage before it let out."""
+def _chain(output: Path, commit: dict[str, Any]) -> tuple[list[str], int | None]:
+    """Each stage of the step balances and takes in what the stage before it let out. Returns the
+    problems and the documents the step let out (the reading stages' sum when only they ran)."""
     from curate.registry import is_source, registry
 
     problems: list[str] = []
@@ -142,14 +143,15 @@ def _chain(output: Path, commit: dict[str, Any]) -> list[str]:
             problems.append(f"stage {name!r}: {st['docs_in']:,} documents in, but {before} let "
                             f"{prev_out:,} out")
         prev_out = st["docs_out"]
-    return problems
+    return problems, prev_out
 
 
 def check_stage(folder: Path) -> tuple[dict, list[str]]:
     """Check one step folder (starts or joins Ray for its per-part and id counts)."""
-    from curate.ray_session import ensure_ray
+    from curate.ray_session import ensure_ray, quiet_ray_data
 
     started = ensure_ray(None)
+    quiet_ray_data()
     try:
         return _check_stage(Path(folder))
     finally:
@@ -165,7 +167,8 @@ def _check_stage(folder: Path) -> tuple[dict, list[str]]:
     if not info["committed"]:
         return info, [f"{folder}: not committed (run interrupted or still running)"]
     commit = read_json(folder / COMMIT_MARKER)
-    problems += _chain(folder.parent, commit)
+    chain_problems, step_out = _chain(folder.parent, commit)
+    problems += chain_problems
     if commit.get("mode") == "job":  # pools/plan/shard: their own artefacts
         info.update(rows=0, parts=0)
         if (folder / "manifest.json").is_file():
@@ -202,17 +205,15 @@ def _check_stage(folder: Path) -> tuple[dict, list[str]]:
             problems.append(f"{folder}: {nulls} documents without an id")
     if commit.get("rows") != rows:
         problems.append(f"{folder}: commit says {commit.get('rows')} rows, parts hold {rows}")
-    last = (commit.get("stages") or [folder.name])[-1]
-    st = _stage_stats(folder.parent, last)
-    if st is not None and st["docs_out"] != rows:
-        problems.append(f"{folder}: stats of {last!r} say {st['docs_out']} documents out, parts hold {rows}")
+    if step_out is not None and step_out != rows:
+        problems.append(f"{folder}: stats of its stages say {step_out} documents out, parts hold {rows}")
     info.update(rows=rows, parts=len(parts))
     return info, problems
 
 
 def check_output(output: Path, address: str | None = None) -> CheckReport:
     """Check every step folder of a run's output (on the Ray cluster at `address`, or an embedded one)."""
-    from curate.ray_session import ensure_ray
+    from curate.ray_session import ensure_ray, quiet_ray_data
 
     output = Path(output)
     report = CheckReport()
@@ -225,6 +226,7 @@ def check_output(output: Path, address: str | None = None) -> CheckReport:
         report.problems.append(f"{output}: holds no stage output")
         return report
     started = ensure_ray(address)
+    quiet_ray_data()
     try:
         for folder in folders:
             info, problems = _check_stage(folder)

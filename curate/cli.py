@@ -265,12 +265,14 @@ def decontaminate(
 
 
 @app.command()
-def check(output: Path = typer.Argument(..., help="A run's output directory.")) -> None:
-    """Verify a finished run: every stage committed, parts match task records, ids unique, counts
-    match the stats. Exit code 1 on any problem."""
+def check(output: Path = typer.Argument(..., help="A run's output directory."),
+          address: Optional[str] = typer.Option(None, help="Ray cluster to count on (default: an embedded Ray).")) -> None:
+    """Verify a finished run: every stage committed, parts match task records, every stage's
+    documents in = out + dropped, ids unique (counted on Ray), shards match their manifest.
+    Exit code 1 on any problem."""
     from curate.check import check_output
 
-    report = check_output(output)
+    report = check_output(output, address=address)
     if not report.stages and report.problems:  # no such folder, or not a run's output
         _fail(report.problems[0])
     for s in report.stages:

@@ -45,3 +45,14 @@ def ensure_ray(address: str | None, num_cpus: int | None = None,
     else:
         ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory, **kwargs)
     return True
+
+
+def quiet_ray_data() -> None:
+    """Ray Data narrates every execution (plan, progress bars) at INFO/WARNING; curate prints its
+    own progress and summary instead. Call after Ray is up."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)

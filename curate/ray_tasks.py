@@ -108,11 +108,29 @@ def _cached_pre_chain(pre: list[StageSpec]) -> Chain:
     return chain
 
 
+def unified_schema(paths: list[str]) -> pa.Schema:
+    """One schema for every part of a step's input, from their footers: parts of different sources
+    differ in columns (the crawl's `warc_file`), in nullability and in all-null columns, and Ray's
+    shuffle concatenates blocks only of one schema. Every field nullable, no metadata."""
+    import pyarrow.parquet as pq
+
+    schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in paths], promote_options="permissive")
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`batch` with the columns of `schema`, in its order and types (missing ones as nulls)."""
+    cols = [batch.column(f.name).cast(f.type) if f.name in batch.column_names else pa.nulls(batch.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 def key_parts(listing: pa.Table, head: StageSpec, pre: list[StageSpec], partitions: int, skip: list[int],
-              out_dir: str):
+              out_dir: str, schema: pa.Schema):
     """Reads each input part (one per call, streamed by record batch), runs the row-wise stages
     fused before the head (`pre`), adds the Grouper's key and the row's engine partition, and
     drops rows of finished partitions (`skip`), so a resumed step shuffles only what is left.
+    Every part is read into `schema` (`unified_schema`), so all blocks of the shuffle agree.
 
     The fused stages' stats go to a marker named after the part, written once the part is read:
     a retried or resumed read overwrites it, so they are counted once."""
@@ -126,6 +144,7 @@ def key_parts(listing: pa.Table, head: StageSpec, pre: list[StageSpec], partitio
         if chain is not None:
             chain.side = {}  # a failed earlier attempt in this process may have left rows
         for batch in read_parquet_batches(path):
+            batch = conform(batch, schema)  # before the fused stages: their output schema follows
             batch = chain.apply_body(batch, stats) if chain is not None else batch
             if batch.num_rows == 0:
                 continue

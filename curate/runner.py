@@ -28,7 +28,7 @@ from curate.io import (
 from curate.plan_graph import Segment, build_segments
 from curate.ray_io import num_partitions
 from curate.resources import StepResources, step_resources
-from curate.ray_session import ensure_ray
+from curate.ray_session import ensure_ray, quiet_ray_data
 from curate.prefilter_rules import with_prefilter_rules
 from curate.stats import StageStats, merge
 from processors.base import ProcessorError, Source
@@ -80,11 +80,7 @@ def ray_context(cfg: PipelineConfig, opts: RunOptions) -> Iterator[None]:
     started = ensure_ray(opts.address or cfg.ray.address, cfg.ray.num_cpus, cfg.ray.object_store_memory)
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # ours is per task and counts documents
-    ctx.print_on_execution_start = False
-    # Ray Data narrates every execution at INFO/WARNING; our summary and progress say what matters.
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    quiet_ray_data()  # our progress is per task and counts documents; our summary says what matters
     try:
         yield
     finally:
@@ -249,7 +245,8 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
     its own marker: after a crash, finished partitions are kept and their rows are not shuffled
     again (they are dropped right after the key is computed)."""
     import ray
-    from curate.ray_tasks import GROUP_PARTITION, PRE_DIR, group_task_id, key_parts, pre_task_id, reduce_partition
+    from curate.ray_tasks import (GROUP_PARTITION, PRE_DIR, group_task_id, key_parts, pre_task_id,
+                                  reduce_partition, unified_schema)
 
     if not parts:
         return []
@@ -264,7 +261,8 @@ def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: i
             listing = ray.data.from_items([{"path": p} for p in parts], override_num_blocks=len(parts))
             ds = listing.map_batches(key_parts, batch_size=1, batch_format="pyarrow",
                                      fn_kwargs=dict(head=seg.head, pre=seg.pre, partitions=n, skip=done,
-                                                    out_dir=str(out_dir)), **seg.resources.map_args())
+                                                    out_dir=str(out_dir), schema=unified_schema(parts)),
+                                     **seg.resources.map_args())
             # Hash repartitioning emits each partition as one block, so a reducer sees every row
             # of its engine partitions (and so of its keys) at once.
             ds = ds.repartition(n, keys=[GROUP_PARTITION])

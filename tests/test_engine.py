@@ -233,3 +233,31 @@ def test_worker_killed_in_group_step_counts_once(ray_session, parquet_inputs, tm
     assert faulty.stats[1].docs_in == faulty.stats[1].docs_out == clean.stats[0].docs_out
     report = check_output(tmp_path / "f")
     assert report.ok, report.problems
+
+
+def test_check_finds_double_counts_and_duplicate_ids(ray_session, parquet_inputs, tmp_path):
+    """`curate check` on Ray: a stage whose counts do not balance (a task counted twice) and a
+    part copied under another name (ids twice, a part no record names) are each reported."""
+    import shutil
+
+    from curate.check import check_output
+
+    paths, _ = parquet_inputs
+    out = tmp_path / "out"
+    run_pipeline(_cfg(paths, out, [{"fineweb": {"checkpoint": True}}, {"exact_dedup": {}}]), RunOptions(progress=False))
+    assert check_output(out).ok
+    stats_path = out / "fineweb" / STATS_FILE
+    good = stats_path.read_text()
+    st = json.loads(good)
+    st["docs_in"] += 1000  # one input part's task counted twice
+    stats_path.write_text(json.dumps(st))
+    problems = check_output(out).problems
+    assert any("'fineweb'" in p and "counted twice or lost" in p for p in problems), problems
+    assert not any("stage 'exact_dedup'" in p for p in problems), problems
+    stats_path.write_text(good)
+    part = sorted((out / "exact_dedup").glob("part-*.parquet"))[0]
+    shutil.copy(part, part.with_name("part-copy.parquet"))
+    rows = pq.read_metadata(part).num_rows
+    problems = check_output(out).problems
+    assert any(f"{rows} duplicate document ids" in p for p in problems), problems
+    assert any("extra ['part-copy.parquet']" in p for p in problems), problems
