@@ -183,6 +183,8 @@ class Monitor:
         self.daemons_peak = 0
         self.store_peak = 0
         self.store_errors = 0
+        self.driver_timeline: list[tuple[float, float]] = []  # (seconds, MiB) every 2 s: where it grows
+        self._t0 = self._last_timeline = time.monotonic()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -211,7 +213,10 @@ class Monitor:
             except self.psutil.Error:  # it ended
                 continue
             private = mi.rss - mi.shared
-            e = self.peak.setdefault(p.pid, {"role": role, "rss": 0, "private": 0, "title": title, "cpu": 0.0})
+            e = self.peak.setdefault(p.pid, {"role": role, "rss": 0, "private": 0, "title": title, "cpu": 0.0,
+                                             "tasks": set()})
+            if title.startswith("ray::") and not title.startswith("ray::IDLE"):
+                e["tasks"].add(title.split()[0])  # what this worker has run (its title names the task)
             try:
                 ct = p.cpu_times()
                 e["cpu"] = max(e["cpu"], ct.user + ct.system)
@@ -223,6 +228,9 @@ class Monitor:
             e["private"] = max(e["private"], private)
             if role == "daemon":
                 daemons += mi.rss
+            if role == "driver" and time.monotonic() - self._last_timeline >= 2.0:
+                self._last_timeline = time.monotonic()
+                self.driver_timeline.append((round(time.monotonic() - self._t0, 1), round(mi.rss / MB, 1)))
         self.daemons_peak = max(self.daemons_peak, daemons)
 
     def _disk_bytes(self) -> int:
@@ -272,7 +280,7 @@ class Monitor:
             return {"rss_mb": None, "private_mb": None, "title": "", "processes": 0}
         top = max(found, key=lambda e: e["rss"])
         return {"rss_mb": round(top["rss"] / MB, 1), "private_mb": round(max(e["private"] for e in found) / MB, 1),
-                "title": top["title"], "processes": len(found)}
+                "title": top["title"], "ran": sorted(top["tasks"]), "processes": len(found)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +357,7 @@ def run_curate(label: str, files: list[Path], work: Path, args, exact: bool) -> 
         "ray_start_s": round(ray_start, 1),
         "cpu_s": mon.cpu_s(),  # driver + Ray workers + Ray daemons: a load-independent size of the work
         "driver_peak_mb": driver["rss_mb"],
+        "driver_rss_timeline": mon.driver_timeline,
         "largest_worker": mon.largest("worker"),
         "ray_daemons_peak_mb": round(mon.daemons_peak / MB, 1),
         **spill,
@@ -482,7 +491,8 @@ def print_summary(results: dict) -> None:
         for what, fig, ok in bars(results):
             print(f"{'PASS' if ok else 'FAIL'}  {what}: {fig}")
         for r in runs:
-            print(f"largest worker at {size_label(r['docs'])}: {r['largest_worker']['title']}")
+            w = r["largest_worker"]
+            print(f"largest worker at {size_label(r['docs'])} ran: {', '.join(w.get('ran', [])) or w['title']}")
     dt = results.get("datatrove")
     if dt and "datatrove" in dt:
         c, d = dt["curate"], dt["datatrove"]
