@@ -15,7 +15,7 @@ import pyarrow.dataset as pads
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from curate.config import pipeline_from_dict
+from curate.config import load_pipeline, pipeline_from_dict
 from curate.runner import RunOptions, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,10 +151,10 @@ def _ids_texts(folder: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_sigkill_after_extract_then_resume_equals_uninterrupted(shared_data, tmp_path):
+def test_sigkill_after_extract_then_resume_equals_uninterrupted(ray_session, shared_data, tmp_path):
     yaml_text = """
 name: resume
-inputs: ["{web}/pages-0001.warc.gz", "{web}/pages-0002.warc.gz"]
+inputs: ["{web}/pages-0001.warc.gz"]
 output: {out}
 ray: {{num_cpus: 2}}
 stages:
@@ -190,7 +190,9 @@ stages:
     assert extract["counters"].get("skipped_resumed") == 1  # not re-extracted
     assert {p: p.stat().st_mtime_ns for p in extract_parts} == extract_parts
 
-    clean = _run_cli(clean_yaml)
-    out, _ = clean.communicate(timeout=600)
-    assert clean.returncode == 0, out.decode()
-    assert _ids_texts(tmp_path / "killed" / "exact_dedup") == _ids_texts(tmp_path / "clean" / "exact_dedup")
+    # The uninterrupted run goes through the same engine in this process (the session's Ray): what
+    # is under test is the killed driver's resume, and a third `curate run` would only add a Ray start.
+    clean = run_pipeline(load_pipeline(clean_yaml), RunOptions(progress=False))
+    killed_docs = _ids_texts(tmp_path / "killed" / "exact_dedup")
+    assert len(killed_docs) > 50, len(killed_docs)
+    assert killed_docs == _ids_texts(clean.final_dir)
