@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_planner_closed_loop.py [--pools out/sample-mix/pools/pools.json]
         [--out benchmarks/results/planner_closed_loop] [--scale 16] [--seeds 2] [--design bench]
+        [--top-epochs auto|0|E]
 
 1. On the sample pipeline's real pools (crawl by topic and quality bucket, WikiText, code; run
    `make demo` first), fit every estimator from proxy runs (curate/planner/experiment.py), measured
@@ -9,6 +10,13 @@
 2. At `--scale` x the compute (6 N D) of the largest proxy, train one model per mixture with
    `--seeds` seeds: the planner's (best-validated estimator), natural token shares, uniform over
    pools, UniMax (epoch cap 1), the top bucket of each scored source/domain, and the top pool.
+   The target runs are data-limited (`--top-epochs`): every pool's sample is scaled down by one
+   factor (natural shares unchanged) so that the best pool (the one the planner weights most with
+   full samples) alone would be
+   repeated max(4, 2 (1 + R*)) times (at most 16), past the point where its repeated tokens lose
+   most of their value; so the planner must decide how much of the best pool to repeat and
+   which others to add, rather than take the best pool alone. `--top-epochs 0` keeps the pools'
+   full samples (at 16x the sample's wiki pool needs < 2 epochs and the plan is "wiki alone").
 3. Print the target loss per mixture (mean and spread over seeds) and the law's predicted loss
    for each mixture at the target scale against the measurement.
 
@@ -33,14 +41,32 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from curate.planner import baselines, experiment  # noqa: E402
 from curate.planner.pools import load_pools  # noqa: E402
 from curate.planner.prepare import prepare  # noqa: E402
-from curate.planner.proxy import RunSpec, pick_device  # noqa: E402
+from curate.planner.proxy import ModelShape, RunResult, RunSpec, pick_device  # noqa: E402
 from curate.planner.solver import waterfill  # noqa: E402
+from curate.planner.experiment import _floor  # noqa: E402
 from curate.planner.target import TargetSpec  # noqa: E402
 
 # Between the demo's quick design and the full CPU one: three sizes, 2^16-token runs.
 BENCH_DESIGN = replace(experiment.QUICK_DESIGN, name="bench", tokens=2**16, sizes=(32, 48, 64), n_swarm=16,
                        n_holdout=8, target_tokens=32768, min_pool_tokens=16384, n_boot=30,
                        max_chars_per_pool=1_500_000, tokenizer_chars=2_000_000)
+
+
+def _reused_runs(path: str, specs: list[RunSpec]) -> list[RunResult] | None:
+    """The proxy runs of an earlier fit.json, if they are the very runs `specs` describes."""
+    d = json.loads(Path(path).read_text())
+    runs = []
+    for r in d["runs"]:
+        sp = dict(r["spec"])
+        sp.pop("non_embedding_params", None)
+        sp["shape"] = ModelShape(**sp["shape"])
+        runs.append(RunResult(RunSpec(**sp), r["val_loss"], r.get("val_loss_by_pool", {}), r["seconds"], r["device"],
+                              r["steps"], r.get("train_tokens", 0), cpu_seconds=r.get("cpu_seconds", 0.0)))
+    if [r.spec for r in runs] != specs:
+        print(f"--reuse-fit {path}: its runs are not this design's; running the proxies")
+        return None
+    print(f"reusing the {len(runs)} proxy runs of {path}")
+    return runs
 
 
 def main() -> None:
@@ -50,6 +76,12 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=16.0, help="target compute / largest proxy's compute (>= 8)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--design", default="bench", help="bench, quick, ci, cpu (on CUDA: the CUDA design)")
+    ap.add_argument("--top-epochs", default="auto",
+                    help="scale every pool's sample so the best pool alone would take this many epochs at the "
+                         "target budget (auto: max(4, 2 (1 + its planned R*)), at most 16; 0: full samples)")
+    ap.add_argument("--reuse-fit", default=None,
+                    help="a fit.json an earlier run of this benchmark wrote: reuse its proxy runs when they are "
+                         "exactly the runs this design asks for (the runs are deterministic); the law is re-fitted")
     args = ap.parse_args()
     if args.scale < 8:
         sys.exit("--scale must be at least 8 (the issue's closed-loop bar)")
@@ -76,7 +108,9 @@ def main() -> None:
     print(f"target: {prep.resolved.description}; {prep.target.tokens()} tokens; vocab {prep.vocab}; "
           f"{len(specs)} proxy runs on {len(names)} groups")
     t1 = time.perf_counter()
-    runs = experiment.run_all(specs, prep.streams, prep.vocab, prep.target, design.train, print, "ray")
+    runs = _reused_runs(args.reuse_fit, specs) if args.reuse_fit else None
+    if runs is None:
+        runs = experiment.run_all(specs, prep.streams, prep.vocab, prep.target, design.train, print, "ray")
     prior = np.array([sizes[p] for p in names], float)
     fit, scores, mixtures = experiment.fit_estimators(runs, names, design, ref, prior=prior)
     chosen = experiment.est.choose(scores)
@@ -93,8 +127,23 @@ def main() -> None:
     D = int(args.scale * c_proxy / (6.0 * N))
     D -= D % shape.context
     c_target = 6.0 * N * D
-    U = np.array([sizes[p] for p in names], float)
-    law = fit.law(U)  # fitted base constants, q_i, R*_i; unique tokens = each group's training stream
+    U_full = np.array([sizes[p] for p in names], float)
+    # fitted base constants, q_i, R*_i (a parameter at a bound at the conservative end of its interval)
+    law = fit.law(U_full)
+    # The pool the planner leans on most with full samples (not the highest q: that can be a tiny
+    # pool that is repeated many times whatever the scale, and scaling to it changes nothing).
+    top = int(np.argmax(waterfill(law, N, D).weights))
+    if args.top_epochs == "auto":
+        top_epochs = float(np.clip(2.0 * (1.0 + law.rstar[top]), 4.0, 16.0))
+    else:
+        top_epochs = float(args.top_epochs)
+    scale_u = min(1.0, D / (top_epochs * U_full[top])) if top_epochs > 0 else 1.0
+    # Every pool's sample shrinks by the same factor: a data-limited target with natural shares intact.
+    U = np.array([max(2 * shape.context + 1, _floor(scale_u * u, shape.context)) for u in U_full], float)
+    law = fit.law(U)
+    print(f"best pool (largest planned weight with full samples): {names[top]} (q {law.quality[top]:.3g}, "
+          f"planned R* {law.rstar[top]:.3g}); "
+          f"pool samples scaled by {scale_u:.3f} so it alone would take {D / U[top]:.2f} epochs of {int(U[top]):,} tokens")
     groups = {g.name: g for g in prep.groups}
     pools_by = {p.name: p for p in pf.pools}
 
@@ -128,7 +177,8 @@ def main() -> None:
     for k, w in mixes.items():
         for s in range(args.seeds):
             wd = {p: float(x) for p, x in zip(names, w) if x > 1e-6}
-            tspecs.append(RunSpec(f"{k}#seed{s}", shape, D, wd, {p: sizes[p] for p in wd}, seed=1000 + s, kind="target"))
+            uq = {p: int(u) for p, u in zip(names, U)}
+            tspecs.append(RunSpec(f"{k}#seed{s}", shape, D, wd, {p: uq[p] for p in wd}, seed=1000 + s, kind="target"))
     t2 = time.perf_counter()
     truns = experiment.run_all(tspecs, prep.streams, prep.vocab, prep.target, design.train, print, "ray")
     t_target = time.perf_counter() - t2
@@ -140,13 +190,16 @@ def main() -> None:
         rows.append({"mixture": k, "weights": dict(zip(names, map(float, w))), "mean": float(ls.mean()),
                      "spread": float(ls.max() - ls.min()), "std": float(ls.std(ddof=1)) if len(ls) > 1 else 0.0,
                      "losses": ls.tolist(), "law_predicted": float(pred),
-                     "max_epochs": float(np.max(np.where(U > 0, tokens / U, 0)))})
+                     "max_epochs": float(np.max(np.where(U > 0, tokens / U, 0))),
+                     "best_pool_epochs": float(tokens[top] / U[top])})
     best = min(rows, key=lambda r: r["mean"])
     noise = max(r["spread"] for r in rows)
-    print(f"\n| mixture | target loss mean | spread (max-min over {args.seeds} seeds) | law predicted | max epochs |")
-    print("|---|---|---|---|---|")
+    print(f"\ntarget runs: {len(truns)} ({len(mixes)} mixtures x {args.seeds} seeds), "
+          f"{sum(r.cpu_seconds for r in truns):.0f} CPU s; pool samples x{scale_u:.3f} (best pool alone: {D / U[top]:.2f} epochs)")
+    print(f"\n| mixture | target loss mean | spread (max-min over {args.seeds} seeds) | law predicted | max epochs | {names[top]} epochs |")
+    print("|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: r["mean"]):
-        print(f"| {r['mixture']} | {r['mean']:.4f} | {r['spread']:.4f} | {r['law_predicted']:.4f} | {r['max_epochs']:.2f} |")
+        print(f"| {r['mixture']} | {r['mean']:.4f} | {r['spread']:.4f} | {r['law_predicted']:.4f} | {r['max_epochs']:.2f} | {r['best_pool_epochs']:.2f} |")
     planner = rows[0]
     gap = planner["mean"] - best["mean"]
     verdict = ("best" if planner is best else
@@ -158,7 +211,11 @@ def main() -> None:
     total = time.perf_counter() - t0
     print(f"wall: fit {t_fit:.0f}s, target runs {t_target:.0f}s, total {total:.0f}s ({total / 60:.1f} min)")
     result = {"device": device, "design": design.name, "names": names, "target": prep.resolved.description,
-              "target_scale": {"N": N, "D": D, "flops": c_target, "x_largest_proxy": c_target / c_proxy},
+              "target_scale": {"N": N, "D": D, "flops": c_target, "x_largest_proxy": c_target / c_proxy,
+                               "pool_sample_scale": scale_u, "unique_tokens": dict(zip(names, map(int, U))),
+                               "best_pool": names[top], "best_pool_alone_epochs": D / float(U[top])},
+              "proxy_cpu_seconds": sum(r.cpu_seconds for r in runs),
+              "target_cpu_seconds": sum(r.cpu_seconds for r in truns),
               "chosen_estimator": chosen, "estimators": {k: s.to_dict() for k, s in scores.items()},
               "rows": rows, "verdict": verdict, "seconds": {"fit": t_fit, "target": t_target, "total": total}}
     (out / "closed_loop.json").write_text(json.dumps(result, indent=1) + "\n")

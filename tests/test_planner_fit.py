@@ -72,6 +72,46 @@ def test_parameter_at_a_bound_is_flagged_with_a_profile_interval():
     assert row["rstar_at_bound"] == "lower" and row["rstar_ci_method"] == "profile"
 
 
+def test_parameter_at_upper_bound_is_planned_at_the_conservative_end():
+    # Pool c never loses value to repetition in these runs (true R* far above the box's 1000): the
+    # fit puts R*_c on the upper bound. The data only say "at least so much", so the law a plan
+    # uses takes the lower end of its profile interval (repeated tokens lose value sooner).
+    obs = _synthetic_obs([1.0, 0.6, 0.3], [5.0, 15.0, 1e6], (1.5, 30.0, 200.0, 0.3, 0.35), noise=0.002)
+    res = F.fit_law(obs, ["a", "b", "c"], n_boot=0, starts=F._grid(3)[::2])
+    flags = {f["param"]: f for f in res.at_bound}
+    assert flags["rstar:c"]["bound"] == "upper", res.at_bound
+    lo, hi = flags["rstar:c"]["profile_ci95"]
+    assert 5.0 < lo < hi == pytest.approx(1000.0)
+    law = res.law(np.array([1e6, 1e6, 1e6]))
+    assert law.rstar[2] == pytest.approx(lo) and res.rstar[2] == pytest.approx(1000.0)
+    assert law.rstar[:2] == pytest.approx(res.rstar[:2]) and law.quality == pytest.approx(res.quality)
+    v, why = F.planning_value(1000.0, [lo, hi], "upper")
+    assert v == lo and why.startswith("fit at upper bound; planned at conservative end of interval")
+    assert F.planning_value(0.05, [0.05, 3.0], "lower") == (0.05, None)  # already the conservative end
+
+
+def test_bootstrap_intervals_contain_their_estimates_on_the_demo_fit():
+    """The 34 training runs of `make demo`'s quick fit on the sample's pools (recorded proxy
+    losses, tests/planner_quick_runs.json): each resample is warm-started from the estimate,
+    so every raw percentile interval holds its estimate (from grid starts alone a resample often
+    stopped in a worse basin: q 1.06, interval [1.11, 117])."""
+    d = json.loads((Path(__file__).parent / "planner_quick_runs.json").read_text())
+    names = d["names"]
+    obs = [F.Observation(r["N"], np.array(r["tokens"], float), np.array(r["unique"], float), r["loss"], r["name"])
+           for r in d["runs"]]
+    res = F.fit_law(obs, names, ref=d["ref"], n_boot=experiment.QUICK_DESIGN.n_boot, seed=0)
+    est, bound = res.estimates(), {f["param"] for f in res.at_bound}
+    assert len(res.bootstrap["E"]) == experiment.QUICK_DESIGN.n_boot
+    for label, samples in res.bootstrap.items():
+        if label in bound or label == f"q:{d['ref']}":
+            continue
+        lo, hi = np.percentile(samples, [2.5, 97.5])
+        assert lo <= est[label] <= hi, (label, est[label], lo, hi)
+        assert res.interval_method(label) == "bootstrap"
+    for label, (lo, hi) in res.intervals().items():
+        assert lo <= est[label] * (1 + 1e-9) and est[label] <= hi * (1 + 1e-9), (label, est[label], lo, hi)
+
+
 def test_gradient_is_analytic_and_right():
     from scipy import optimize
 
@@ -163,10 +203,50 @@ def test_yaml_fit_option_runs_estimators_on_heldout_mixtures(ci_fit):
     # the plan beside it used that fit and says where every number came from
     plan = json.loads((root / "plan_step" / "plan.json").read_text())
     assert plan["estimator"]["name"] == fit["chosen_estimator"]
+    fitted = {p["name"]: p for p in fit["fit"]["pools"]}
     for r in plan["pools"]:
-        assert r["quality_source"] == "fit" and r["rstar_source"] == "fit"
+        fp = fitted[r["fit_group"]]
+        for key in ("quality", "rstar"):
+            # at a bound (above its interval's lower end): planned at that conservative end, and says so
+            at = bool(fp[f"{key}_at_bound"]) and fp[f"{key}_ci95"][0] < fp[key]
+            assert r[f"{key}_source"] == ("fit at bound; planned at conservative end of interval" if at else "fit")
+            if at:
+                assert r[key] == pytest.approx(r[f"{key}_ci95"][0]) and r[f"{key}_fitted"] >= r[key]
     assert plan["fit"]["target"].startswith("held-out documents of source(s) wikitext-2")
     assert NO_FIT_WARNING not in plan["warnings"]
+
+
+def test_plan_uses_the_conservative_end_for_an_r_star_at_its_upper_bound(ci_fit, tmp_path):
+    # The real CI fit, with wiki's R* moved onto the box's upper bound (as the demo's quick fit
+    # left three R*): the plan must not read "R* = 1000, repeat freely" into it.
+    root, pj, fit, _ = ci_fit
+    fit = json.loads(json.dumps(fit))
+    row = next(p for p in fit["fit"]["pools"] if p["name"] == "wiki")
+    row.update(rstar=1000.0, rstar_ci95=[2.5, 1000.0], rstar_ci_method="profile", rstar_at_bound="upper")
+    fit["fit"]["at_bound"] = [{"param": "rstar:wiki", "bound": "upper", "value": 1000.0, "limit": 1000.0,
+                               "profile_ci95": [2.5, 1000.0]}]
+    fj = tmp_path / "fit.json"
+    fj.write_text(json.dumps(fit))
+    plan = plan_command(pj, tmp_path / "plan", budget_flops=1e12, fit=fj, estimator="law")
+    wiki = next(p for p in plan["pools"] if p["name"] == "wiki")
+    assert wiki["rstar"] == 2.5 and wiki["rstar_fitted"] == 1000.0
+    assert wiki["rstar_source"] == "fit at bound; planned at conservative end of interval"
+    assert wiki["rstar_planning_note"].startswith("fit at upper bound")
+    assert any("rstar:wiki" in w and "planned at the conservative end of that interval (2.5)" in w for w in plan["warnings"])
+    on_disk = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    assert next(p for p in on_disk["pools"] if p["name"] == "wiki")["rstar"] == 2.5
+    html = (tmp_path / "plan" / "report.html").read_text()
+    assert "fit at bound; planned at conservative end of interval" in html and "planned at" in html
+    # and it changes the plan: trusting R* = 1000, wiki would be repeated as if repeats were fresh
+    C = 6 * 2e5 * sum(p.unique_tokens for p in load_pools(pj).pools) * 4  # ~4 epochs of the data
+    careful = plan_command(pj, tmp_path / "careful", budget_flops=C, fit=fj, estimator="law")
+    row.update(rstar_at_bound=None)
+    fit["fit"]["at_bound"] = []
+    fj.write_text(json.dumps(fit))
+    trusting = plan_command(pj, tmp_path / "trusting", budget_flops=C, fit=fj, estimator="law")
+    epochs = lambda pl: next(p["epochs"] for p in pl["pools"] if p["name"] == "wiki")  # noqa: E731
+    assert next(p for p in trusting["pools"] if p["name"] == "wiki")["rstar"] == 1000.0
+    assert epochs(trusting) > epochs(careful) > 0, (epochs(trusting), epochs(careful))
 
 
 def test_proxy_runs_are_deterministic(demo, ci_fit):

@@ -93,7 +93,8 @@ def echo_fit(d: dict, echo=typer.echo) -> None:
     for b in f.get("at_bound", []):
         ci = b.get("profile_ci95")
         echo(f"warning: {b['param']} = {b['value']:.4g} sits at the {b['bound']} bound ({b['limit']:.4g}) of the fit box; "
-             f"profile-likelihood 95% interval {_ci(ci)}")
+             f"profile-likelihood 95% interval {_ci(ci)}" + ("; a plan uses its conservative end, {:.3g}".format(ci[0])
+                                                           if ci and ci[0] < b["value"] else ""))
     for why in d.get("unplaced", {}).values():
         echo(f"warning: {why}")
     echo("estimators on held-out mixtures no fit saw:")
@@ -164,7 +165,8 @@ def fit_cmd(
     d_ = rep.to_dict()
     export_swarm(d_, out / "swarm")
     echo_fit(d_)
-    typer.echo(f"{len(rep.runs)} proxy runs in {rep.seconds:.1f}s; chosen estimator {rep.chosen}")
+    typer.echo(f"{len(rep.runs)} proxy runs in {rep.seconds:.1f}s wall ({sum(r.cpu_seconds for r in rep.runs):.1f} CPU s "
+               f"in the runs, {rep.cpu_seconds:.1f} CPU s in this process); chosen estimator {rep.chosen}")
     if d_.get("scale_note"):
         typer.echo(f"note: {d_['scale_note']}")
     typer.echo(f"wrote {out / 'fit.json'} and {out / 'swarm'}/ (ratios.csv, metrics.csv, runs.csv)")

@@ -81,25 +81,54 @@ class FitResult:
         return self._unpack()[6]
 
     def law(self, unique_tokens: np.ndarray, base: LawConstants | None = None) -> MixtureLaw:
-        """The mixture law for pools of the given sizes, with fitted or preset base constants."""
+        """The mixture law for pools of the given sizes, with fitted or preset base constants, and
+        each pool's q_i, R*_i as a plan uses them (`planning_value`: a parameter at a bound is
+        planned at the conservative end of its interval)."""
         fitted = base is None
-        return MixtureLaw(base or self.base, list(self.names), np.asarray(unique_tokens, float), self.quality,
-                          self.rstar, param_excess=not fitted)
+        d = self.to_dict()["pools"]
+        q = np.array([planning_value(p["quality"], p["quality_ci95"], p["quality_at_bound"])[0] for p in d])
+        r = np.array([planning_value(p["rstar"], p["rstar_ci95"], p["rstar_at_bound"])[0] for p in d])
+        return MixtureLaw(base or self.base, list(self.names), np.asarray(unique_tokens, float), q, r,
+                          param_excess=not fitted)
 
     def predict(self, obs: list[Observation]) -> np.ndarray:
         return np.exp(_log_pred(self.theta, obs, self.names.index(self.ref)))
 
+    def estimates(self) -> dict[str, float]:
+        """The point estimate of every parameter, by label (E, A, B, alpha, beta, q:<pool>, rstar:<pool>)."""
+        b = self.base
+        out = {"E": b.E, "A": b.A, "B": b.B, "alpha": b.alpha, "beta": b.beta}
+        out |= {f"q:{n}": float(q) for n, q in zip(self.names, self.quality)}
+        return out | {f"rstar:{n}": float(r) for n, r in zip(self.names, self.rstar)}
+
     def intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
-        """Bootstrap percentile intervals; a parameter at a bound gets its profile interval instead."""
+        """Bootstrap percentile intervals; a parameter at a bound gets its profile interval instead.
+
+        Resamples are warm-started from the estimate, so the estimate lies inside its interval
+        unless the resamples disagree with it systematically; where one still falls outside, the
+        interval is extended to it (interval_method says "bootstrap, extended to the estimate"):
+        an interval that excludes its own estimate is not one a plan can be read against."""
         lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
-        out = {k: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for k, v in self.bootstrap.items() if len(v)}
+        est = self.estimates()
+        out = {}
+        for k, v in self.bootstrap.items():
+            if len(v):
+                a, b = float(np.percentile(v, lo)), float(np.percentile(v, hi))
+                out[k] = (min(a, est[k]), max(b, est[k])) if k in est else (a, b)
         for f in self.at_bound:
             if f.get("profile_ci95"):
                 out[f["param"]] = tuple(f["profile_ci95"])
         return out
 
     def interval_method(self, label: str) -> str:
-        return "profile" if any(f["param"] == label and f.get("profile_ci95") for f in self.at_bound) else "bootstrap"
+        if any(f["param"] == label and f.get("profile_ci95") for f in self.at_bound):
+            return "profile"
+        v = self.bootstrap.get(label)
+        if v is not None and len(v):
+            x = self.estimates().get(label)
+            if x is not None and not np.percentile(v, 2.5) <= x <= np.percentile(v, 97.5):
+                return "bootstrap, extended to the estimate"
+        return "bootstrap"
 
     def to_dict(self) -> dict:
         b = self.base
@@ -117,6 +146,19 @@ class FitResult:
                 "at_bound": self.at_bound,
                 "pools": pools, "objective": self.objective, "n_obs": self.n_obs, "n_starts": self.n_starts,
                 "n_bootstrap": len(next(iter(self.bootstrap.values()), []))}
+
+
+def planning_value(value: float, ci95, at_bound: str | None) -> tuple[float, str | None]:
+    """The value a plan uses for a fitted q_i or R*_i, and why, when it is not the point estimate.
+
+    A parameter at an edge of the fit box is not measured there: the data only say it is at least
+    (or at most) so much. Planning with the edge would trust the least-supported value (an R* of
+    1000 says "repeat freely"), so it is planned at the conservative end of its (profile) interval:
+    the lower end, for q (the pool is worth less) and for R* (repeated tokens lose value sooner).
+    A parameter at its lower bound is already at that end."""
+    if at_bound and ci95 and math.isfinite(ci95[0]) and ci95[0] < value:
+        return float(ci95[0]), f"fit at {at_bound} bound; planned at conservative end of interval (lower, {ci95[0]:.3g})"
+    return float(value), None
 
 
 def unpack(theta: np.ndarray, k: int, ref: int):
@@ -201,6 +243,25 @@ BOOT_OPTIONS = {"maxiter": 600, "maxfun": 1200, "ftol": 1e-10, "gtol": 1e-6}
 def _scaled(theta: np.ndarray, arrays, ref: int) -> tuple[float, np.ndarray]:
     v, g = _value_and_grad(theta, arrays, ref)
     return v * OBJECTIVE_SCALE, g * OBJECTIVE_SCALE
+
+
+def _parallel_map(fn, items: list) -> list:
+    """fn over items, as Ray tasks (one CPU each) when this process already runs Ray (a `curate
+    plan fit` has just run its proxies there, so the cores are free); else in this process.
+    Results come back in item order, so a fit is the same either way."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover - ray is a core dependency
+        ray = None
+    if ray is None or not ray.is_initialized() or len(items) < 2:
+        return [fn(x) for x in items]
+    remote = ray.remote(num_cpus=1, max_retries=1)(_call_one_blas_thread)
+    return ray.get([remote.remote(fn, x) for x in items])
+
+
+def _call_one_blas_thread(fn, x):
+    with _one_blas_thread():
+        return fn(x)
 
 
 def _minimise(obs_arrays, ref: int, starts: list[np.ndarray], k: int, options: dict | None = None) -> tuple[np.ndarray, float]:
@@ -297,19 +358,25 @@ def _fit_law(obs, names, ref, n_boot, seed, starts) -> FitResult:
     ri = names.index(ref)
     arrays = _arrays(obs)
     grid = starts or _grid(k)
-    theta, f = _minimise(arrays, ri, grid, k)
+    # Every start, resample and profile is an independent L-BFGS problem: spread over the cores.
+    fits = _parallel_map(lambda s: _minimise(arrays, ri, [s], k), grid)
+    j = min(range(len(fits)), key=lambda i: fits[i][1])  # first best, as a serial loop keeps it
+    theta, f = fits[j]
     res = FitResult(list(names), ref, theta, f, len(obs), len(grid))
     rng = np.random.default_rng(seed)
     boot: dict[str, list[float]] = {f"q:{n}": [] for n in names} | {f"rstar:{n}": [] for n in names}
     boot |= {k_: [] for k_ in ("E", "A", "B", "alpha", "beta")}
     n = len(obs)
+    problems = []
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        sub = tuple(x[idx] for x in arrays)
-        # Cold starts only (three grid points): a resample warm-started at the full fit stays in its
-        # basin, and at a bound it stays at the bound, which makes the interval meaningless there.
-        cold = [grid[j] for j in rng.choice(len(grid), size=min(2, len(grid)), replace=False)]
-        th, _ = _minimise(sub, ri, cold, k, BOOT_OPTIONS)
+        # Two starts: the full fit's estimate and one grid point, keeping the better. From grid
+        # points alone a resample often stops in a worse basin than the full fit found, and the
+        # interval then excludes its own estimate (seen: q 1.06, interval [1.11, 117]); the grid
+        # point lets a resample that prefers another basin go there. (A parameter at a bound gets
+        # a profile interval instead: a warm start there stays there.)
+        problems.append((tuple(x[idx] for x in arrays), [theta, grid[int(rng.integers(len(grid)))]]))
+    for th, _ in _parallel_map(lambda pr: _minimise(pr[0], ri, pr[1], k, BOOT_OPTIONS), problems):
         e, a, b, al, be, q, rs = unpack(th, k, ri)
         for i, nm in enumerate(names):
             boot[f"q:{nm}"].append(float(q[i]))
@@ -319,11 +386,10 @@ def _fit_law(obs, names, ref, n_boot, seed, starts) -> FitResult:
     res.bootstrap = boot
     res.at_bound = bound_flags(theta, names, ref)
     labels = param_labels(names, ref)
-    with _one_blas_thread():
-        for flag in res.at_bound:
-            j = labels.index(flag["param"])
-            a, b = profile_interval(theta, arrays, ri, j, flag["bound"])
-            flag["profile_ci95"] = [_natural(flag["param"], a), _natural(flag["param"], b)]
+    ends = _parallel_map(lambda fl: profile_interval(theta, arrays, ri, labels.index(fl["param"]), fl["bound"]),
+                         res.at_bound)
+    for flag, (a, b) in zip(res.at_bound, ends):
+        flag["profile_ci95"] = [_natural(flag["param"], a), _natural(flag["param"], b)]
     return res
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from . import laws
 from .mixture import MixtureLaw
 from .errors import PlanInputError
+from .fit import planning_value
 from .pools import PoolsFile, load_pools
 from .solver import (
     Allocation,
@@ -59,9 +60,16 @@ def pool_params(pf: PoolsFile, fit: dict | None, rstar_default: float) -> list[d
         row: dict = {"name": p.name}
         if fp:
             how = "fit" if g == p.name else f"fit, merged into {g}"
-            row.update(quality=fp["quality"], rstar=fp["rstar"], quality_source=how, rstar_source=how,
-                       quality_ci95=fp.get("quality_ci95"), rstar_ci95=fp.get("rstar_ci95"), fit_group=g,
+            row.update(quality_ci95=fp.get("quality_ci95"), rstar_ci95=fp.get("rstar_ci95"), fit_group=g,
                        quality_at_bound=fp.get("quality_at_bound"), rstar_at_bound=fp.get("rstar_at_bound"))
+            for key, short in (("quality", "quality"), ("rstar", "rstar")):
+                # At a bound the point estimate is not a measurement: plan with the conservative end.
+                v, why = planning_value(fp[key], fp.get(f"{short}_ci95"), fp.get(f"{short}_at_bound"))
+                row[key], row[f"{key}_source"] = v, (f"{how} at bound; planned at conservative end of interval"
+                                                     if why else how)
+                if why:
+                    row[f"{key}_fitted"] = fp[key]
+                    row[f"{key}_planning_note"] = why
         else:
             if p.quality is not None:
                 row.update(quality=p.quality, quality_source="prior (pools.json)")
@@ -128,7 +136,8 @@ def _pool_rows(pf: PoolsFile, law: MixtureLaw, a: Allocation) -> list[dict]:
         })
         prov = law.meta.get("pools", [{}] * len(pf.pools))[i]
         rows[-1].update({k: prov.get(k) for k in ("quality_source", "rstar_source", "quality_ci95", "rstar_ci95",
-                                                   "fit_group", "quality_at_bound", "rstar_at_bound")})
+                                                   "fit_group", "quality_at_bound", "rstar_at_bound",
+                                                   "quality_fitted", "rstar_fitted") if k in prov})
     return rows
 
 
@@ -239,7 +248,9 @@ def provenance(plan: dict, law: MixtureLaw, fit: dict | None) -> list[str]:
         for b in fit["fit"].get("at_bound", []):
             ci = b.get("profile_ci95")
             warn.append(f"fit: {b['param']} = {b['value']:.4g} sits at the {b['bound']} bound of the fit box "
-                        f"({b['limit']:.4g}): the proxy runs do not pin it" + (f"; profile 95% interval [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""))
+                        f"({b['limit']:.4g}): the proxy runs do not pin it" + (f"; profile 95% interval [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+                        + ("; planned at the conservative end of that interval ({:.3g})".format(ci[0])
+                           if planning_value(b["value"], ci, b["bound"])[1] else ""))
         for why in fit.get("unplaced", {}).values():
             warn.append(f"fit: {why}")
         for n in fit.get("notes", []):

@@ -197,10 +197,12 @@ class RunResult:
     steps: int
     train_tokens: int = 0
     extra: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # CPU time of the run's process: the cost figure on a shared, loaded machine
 
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "val_loss": self.val_loss, "val_loss_by_pool": self.val_loss_by_pool,
-                "seconds": self.seconds, "device": self.device, "steps": self.steps, "train_tokens": self.train_tokens}
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "device": self.device, "steps": self.steps,
+                "train_tokens": self.train_tokens}
 
 
 def _windows(stream: np.ndarray, ctx: int) -> np.ndarray:
@@ -230,6 +232,8 @@ def build_batches(spec: RunSpec, pools: dict[str, PoolTokens]) -> np.ndarray:
         if len(win) == 0:
             raise ValueError(f"run {spec.name}: pool {p} sample of {u} tokens is shorter than one window")
         need = int(round(w * spec.tokens / ctx))
+        if need <= 0:  # a weight too small to fill one window (e.g. 1e-5 of the run): the pool is absent
+            continue
         parts, have = [], 0
         while have < need:
             parts.append(win[rng.permutation(len(win))])
@@ -285,7 +289,7 @@ def train_run(spec: RunSpec, pools: dict[str, PoolTokens], vocab: int, target: E
     if device == "cpu":
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(spec.seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     data = build_batches(spec, pools)
     model = TinyLM(vocab, spec.shape).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -314,4 +318,4 @@ def train_run(spec: RunSpec, pools: dict[str, PoolTokens], vocab: int, target: E
         opt.step()
     val, by_pool = evaluate(model, target, spec.shape.context, device, cfg.eval_batch)
     return RunResult(spec, float(val), by_pool, time.perf_counter() - t0, device, steps,
-                     train_tokens=int(len(data) * spec.shape.context))
+                     train_tokens=int(len(data) * spec.shape.context), cpu_seconds=time.process_time() - c0)

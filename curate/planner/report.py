@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .laws import effective_data
+from .fit import planning_value
 
 
 def _png(fig) -> str:
@@ -293,13 +294,16 @@ def render_report(plan: dict, objects: dict | None = None, fit: dict | None = No
                 for p in f["pools"]]
         parts.append(f"<h2>Fit on proxy runs</h2><p class='kv'>{fit.get('n_runs', len(fit['runs']))} proxy runs in "
                      f"{fit['seconds']:.0f} s; reference pool {html.escape(f['ref_pool'])} (q = 1); "
-                     f"{f['n_bootstrap']} bootstrap resamples (cold-started; profile likelihood for a parameter at a bound). Held-out Spearman "
+                     f"{f['n_bootstrap']} bootstrap resamples (each started from the estimate and one grid point; profile likelihood "
+                     f"for a parameter at a bound, which the plan uses at the conservative end of that interval). Held-out Spearman "
                      f"<b>{fit['validation']['spearman']:.3f}</b>, MAE {fit['validation']['mae']:.4f}.</p>")
         parts.append(_table(rows, ["pool", "q", "q 95% CI", "q interval", "R*", "R* 95% CI", "R* interval", "at a bound"]))
         if f.get("at_bound"):
             parts.append(_table([{"parameter": b["param"], "value": b["value"], "bound": f"{b['bound']} ({b['limit']:.4g})",
-                                  "profile 95% CI": b.get("profile_ci95")} for b in f["at_bound"]],
-                                ["parameter", "value", "bound", "profile 95% CI"]))
+                                  "profile 95% CI": b.get("profile_ci95"),
+                                  "planned at": planning_value(b["value"], b.get("profile_ci95"), b["bound"])[0]}
+                                 for b in f["at_bound"]],
+                                ["parameter", "value", "bound", "profile 95% CI", "planned at"]))
         parts.append(_table(fit["validation"]["runs"], ["name", "measured", "predicted"]))
         parts.append("".join(_fit_figs(fit)))
     parts.append("</body></html>")
