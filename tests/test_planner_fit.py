@@ -99,9 +99,9 @@ def test_bootstrap_intervals_contain_their_estimates_on_the_demo_fit():
     names = d["names"]
     obs = [F.Observation(r["N"], np.array(r["tokens"], float), np.array(r["unique"], float), r["loss"], r["name"])
            for r in d["runs"]]
-    res = F.fit_law(obs, names, ref=d["ref"], n_boot=10, seed=0)  # half the demo's 20 resamples: suite time
+    res = F.fit_law(obs, names, ref=d["ref"], n_boot=experiment.QUICK_DESIGN.n_boot, seed=0)
     est, bound = res.estimates(), {f["param"] for f in res.at_bound}
-    assert len(res.bootstrap["E"]) == 10
+    assert len(res.bootstrap["E"]) == experiment.QUICK_DESIGN.n_boot
     for label, samples in res.bootstrap.items():
         if label in bound or label == f"q:{d['ref']}":
             continue
