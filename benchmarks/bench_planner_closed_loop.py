@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_planner_closed_loop.py [--pools out/sample-mix/pools/pools.json]
         [--out benchmarks/results/planner_closed_loop] [--scale 16] [--seeds 2] [--design bench]
-        [--top-epochs auto|0|E]
+        [--top-epochs auto|0|E] [--reuse-fit FIT.json] [--only MIXTURE[,..] --reuse-results closed_loop.json]
 
 1. On the sample pipeline's real pools (crawl by topic and quality bucket, WikiText, code; run
    `make demo` first), fit every estimator from proxy runs (curate/planner/experiment.py), measured
@@ -17,6 +17,9 @@
    most of their value; so the planner must decide how much of the best pool to repeat and
    which others to add, rather than take the best pool alone. `--top-epochs 0` keeps the pools'
    full samples (at 16x the sample's wiki pool needs < 2 epochs and the plan is "wiki alone").
+   The planner's mixtures obey the planner's epoch caps (curate/planner/plan.py
+   `repetition_caps`): no pool past the largest repetition the proxy runs measured for it; an
+   estimator's mixture (regmix / dml) keeps what the caps allow and the law places the rest.
 3. Print the target loss per mixture (mean and spread over seeds) and the law's predicted loss
    for each mixture at the target scale against the measurement.
 
@@ -39,6 +42,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from curate.planner import baselines, experiment  # noqa: E402
+from curate.planner.plan import cap_mixture, repetition_caps  # noqa: E402
 from curate.planner.pools import load_pools  # noqa: E402
 from curate.planner.prepare import prepare  # noqa: E402
 from curate.planner.proxy import ModelShape, RunResult, RunSpec, pick_device  # noqa: E402
@@ -82,7 +86,14 @@ def main() -> None:
     ap.add_argument("--reuse-fit", default=None,
                     help="a fit.json an earlier run of this benchmark wrote: reuse its proxy runs when they are "
                          "exactly the runs this design asks for (the runs are deterministic); the law is re-fitted")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated mixtures (names, or prefixes such as 'planner') to train; the other "
+                         "mixtures' rows are taken from --reuse-results")
+    ap.add_argument("--reuse-results", default=None,
+                    help="closed_loop.json of an earlier run at the same target scale (with --only)")
     args = ap.parse_args()
+    if bool(args.only) != bool(args.reuse_results):
+        sys.exit("--only and --reuse-results go together")
     if args.scale < 8:
         sys.exit("--scale must be at least 8 (the issue's closed-loop bar)")
     t0 = time.perf_counter()
@@ -133,11 +144,17 @@ def main() -> None:
     # The pool the planner leans on most with full samples (not the highest q: that can be a tiny
     # pool that is repeated many times whatever the scale, and scaling to it changes nothing).
     top = int(np.argmax(waterfill(law, N, D).weights))
-    if args.top_epochs == "auto":
+    prev = json.loads(Path(args.reuse_results).read_text()) if args.reuse_results else None
+    if prev:  # the earlier run's data-limited setting, whatever this re-fit's R* says (rows must compare)
+        top = names.index(prev["target_scale"]["best_pool"])
+        top_epochs = float(prev["target_scale"]["best_pool_alone_epochs"])
+    elif args.top_epochs == "auto":
         top_epochs = float(np.clip(2.0 * (1.0 + law.rstar[top]), 4.0, 16.0))
     else:
         top_epochs = float(args.top_epochs)
     scale_u = min(1.0, D / (top_epochs * U_full[top])) if top_epochs > 0 else 1.0
+    if prev:
+        scale_u = float(prev["target_scale"]["pool_sample_scale"])
     # Every pool's sample shrinks by the same factor: a data-limited target with natural shares intact.
     U = np.array([max(2 * shape.context + 1, _floor(scale_u * u, shape.context)) for u in U_full], float)
     law = fit.law(U)
@@ -156,11 +173,16 @@ def main() -> None:
     gscores = [group_score(g) for g in names]
     keys = [(pools_by[g].source, pools_by[g].domain) for g in names]
     mixes: dict[str, np.ndarray] = {}
-    law_alloc = waterfill(law, N, D)
+    # the planner's path: epoch caps from the repetition the proxy runs measured, for every estimator
+    caps, cap_prov = repetition_caps(names, rep.to_dict())
+    print("epoch caps: " + ", ".join(f"{p} {c['max_epochs']:.3g}" for p, c in cap_prov.items())
+          + " (largest repetition measured in the proxy runs)")
+    law_alloc = waterfill(law, N, D, caps)
     if chosen == "law":
         mixes["planner (law)"] = law_alloc.weights
     else:
-        mixes[f"planner ({chosen})"] = np.array([mixtures[chosen]["weights"][p] for p in names])
+        raw = np.array([mixtures[chosen]["weights"][p] for p in names])
+        mixes[f"planner ({chosen})"] = cap_mixture(law, N, D, raw, caps)
         mixes["planner (law)"] = law_alloc.weights
     mixes["natural"] = baselines.natural(U)
     mixes["uniform"] = baselines.uniform(len(names))
@@ -172,9 +194,30 @@ def main() -> None:
     for k, w in mixes.items():
         print(f"  {k:24s} " + "  ".join(f"{p}={x:.3f}" for p, x in zip(names, w) if x > 1e-4))
 
-    # ---- 3. train at the target scale
+    # ---- 3. train at the target scale (with --only: the named mixtures; the rest from --reuse-results)
+    train = list(mixes)
+    reused: dict[str, dict] = {}
+    if args.only:
+        wanted = [o.strip() for o in args.only.split(",") if o.strip()]
+        train = [k for k in mixes if any(k == o or k.startswith(o) for o in wanted)]
+        if not train:
+            sys.exit(f"--only {args.only}: no such mixture (have: {', '.join(mixes)})")
+        ts = prev["target_scale"]
+        if (ts["N"], ts["D"], ts["unique_tokens"]) != (N, D, dict(zip(names, map(int, U)))):
+            sys.exit(f"--reuse-results {args.reuse_results}: another target scale or pool sample (N, D or unique tokens "
+                     "differ); rerun every mixture")
+        prev_rows = {r["mixture"]: r for r in prev["rows"]}
+        for k in mixes:
+            if k in train:
+                continue
+            r = prev_rows.get(k)
+            if r is None or not np.allclose([r["weights"][p] for p in names], mixes[k], atol=1e-9):
+                sys.exit(f"--reuse-results: mixture {k!r} is missing there or has other weights; add it to --only")
+            reused[k] = r
+        print(f"training {', '.join(train)}; reusing {', '.join(reused)} from {args.reuse_results}")
     tspecs = []
-    for k, w in mixes.items():
+    for k in train:
+        w = mixes[k]
         for s in range(args.seeds):
             wd = {p: float(x) for p, x in zip(names, w) if x > 1e-6}
             uq = {p: int(u) for p, u in zip(names, U)}
@@ -184,22 +227,25 @@ def main() -> None:
     t_target = time.perf_counter() - t2
     rows = []
     for k, w in mixes.items():
-        ls = np.array([r.val_loss for r in truns if r.spec.name.split("#")[0] == k])
+        ls = (np.array(reused[k]["losses"]) if k in reused else
+              np.array([r.val_loss for r in truns if r.spec.name.split("#")[0] == k]))
         tokens = np.asarray(w) * D
         pred = law.loss(N, tokens)
         rows.append({"mixture": k, "weights": dict(zip(names, map(float, w))), "mean": float(ls.mean()),
                      "spread": float(ls.max() - ls.min()), "std": float(ls.std(ddof=1)) if len(ls) > 1 else 0.0,
                      "losses": ls.tolist(), "law_predicted": float(pred),
                      "max_epochs": float(np.max(np.where(U > 0, tokens / U, 0))),
-                     "best_pool_epochs": float(tokens[top] / U[top])})
+                     "best_pool_epochs": float(tokens[top] / U[top]),
+                     **({"reused_from": str(args.reuse_results)} if k in reused else {})})
     best = min(rows, key=lambda r: r["mean"])
     noise = max(r["spread"] for r in rows)
-    print(f"\ntarget runs: {len(truns)} ({len(mixes)} mixtures x {args.seeds} seeds), "
+    print(f"\ntarget runs: {len(truns)} ({len(train)} mixtures x {args.seeds} seeds"
+          + (f"; {len(reused)} mixtures' rows reused" if reused else "") + "), "
           f"{sum(r.cpu_seconds for r in truns):.0f} CPU s; pool samples x{scale_u:.3f} (best pool alone: {D / U[top]:.2f} epochs)")
     print(f"\n| mixture | target loss mean | spread (max-min over {args.seeds} seeds) | law predicted | max epochs | {names[top]} epochs |")
     print("|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: r["mean"]):
-        print(f"| {r['mixture']} | {r['mean']:.4f} | {r['spread']:.4f} | {r['law_predicted']:.4f} | {r['max_epochs']:.2f} | {r['best_pool_epochs']:.2f} |")
+        print(f"| {r['mixture']}{' (reused)' if 'reused_from' in r else ''} | {r['mean']:.4f} | {r['spread']:.4f} | {r['law_predicted']:.4f} | {r['max_epochs']:.2f} | {r['best_pool_epochs']:.2f} |")
     planner = rows[0]
     gap = planner["mean"] - best["mean"]
     verdict = ("best" if planner is best else
@@ -216,7 +262,7 @@ def main() -> None:
                                "best_pool": names[top], "best_pool_alone_epochs": D / float(U[top])},
               "proxy_cpu_seconds": sum(r.cpu_seconds for r in runs),
               "target_cpu_seconds": sum(r.cpu_seconds for r in truns),
-              "chosen_estimator": chosen, "estimators": {k: s.to_dict() for k, s in scores.items()},
+              "chosen_estimator": chosen, "epoch_caps": cap_prov, "estimators": {k: s.to_dict() for k, s in scores.items()},
               "rows": rows, "verdict": verdict, "seconds": {"fit": t_fit, "target": t_target, "total": total}}
     (out / "closed_loop.json").write_text(json.dumps(result, indent=1) + "\n")
 

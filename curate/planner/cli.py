@@ -39,8 +39,10 @@ def plan(
     out: Optional[Path] = typer.Option(None, help="output folder for plan.json and report.html"),
     base: str = typer.Option("chinchilla", help="base constants: chinchilla, epoch, muennighoff_c4 or fitted"),
     fit: Optional[Path] = typer.Option(None, help="fit.json from `curate plan fit` (q_i, R*_i, fitted base)"),
-    max_epochs: Optional[float] = typer.Option(None, help="cap on epochs for every pool"),
-    pool_max_epochs: Optional[list[str]] = typer.Option(None, help="POOL=EPOCHS cap (repeatable)"),
+    max_epochs: Optional[float] = typer.Option(None, help="cap on epochs for every pool (with --fit the default "
+                                               "cap is the largest repetition its proxy runs measured per pool)"),
+    pool_max_epochs: Optional[list[str]] = typer.Option(None, help="POOL=EPOCHS cap (repeatable; wins over the "
+                                                         "measured cap)"),
     min_weight: Optional[list[str]] = typer.Option(None, help="POOL=W minimum weight (repeatable)"),
     max_weight: Optional[list[str]] = typer.Option(None, help="POOL=W maximum weight (repeatable)"),
     estimator: str = typer.Option("auto", help="with --fit: auto (the fit's best-validated), law, regmix, dml"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .pools import PoolsFile, load_pools
 from .solver import (
     Allocation,
     Caps,
+    Infeasible,
     frontier,
     general_solve,
     plan_for_budget,
@@ -122,6 +124,80 @@ def build_law(pf: PoolsFile, fit: dict | None = None, base: str = "chinchilla") 
                       q_arr, np.array([r["rstar"] for r in rows]), param_excess=base != "fitted", meta={"pools": rows})
 
 
+def measured_epochs(fit: dict | None) -> dict[str, float]:
+    """Per fit group: the most epochs (passes over its sample) any proxy run of the fit trained on it."""
+    out: dict[str, float] = {}
+    for r in (fit or {}).get("runs", []):
+        s = r["spec"]
+        for g, w in s.get("weights", {}).items():
+            u = s.get("unique", {}).get(g, 0)
+            if w > 0 and u > 0 and s.get("tokens", 0) > 0:
+                out[g] = max(out.get(g, 0.0), w * s["tokens"] / u)
+    return out
+
+
+def repetition_caps(names: list[str], fit: dict | None, caps: Caps | None = None) -> tuple[Caps, dict[str, dict]]:
+    """The epoch caps a plan from `fit` obeys, and where each came from.
+
+    A fit only measures repetition up to the most epochs its proxy runs trained on a pool; beyond
+    that q and R* are extrapolated (a loosely pinned R* reads as "repeat freely"). So no pool is
+    planned past the largest repetition measured for it (its fit group's runs; the design's largest
+    repeated epochs where the fit records no per-pool runs). The user's caps win: a per-pool cap
+    (--pool-max-epochs) for that pool, a global cap (--max-epochs) for every pool. Without a fit
+    nothing is measured and nothing is added."""
+    caps = caps or Caps()
+    prov: dict[str, dict] = {}
+    for n in names:
+        if n in caps.max_epochs:
+            prov[n] = {"max_epochs": caps.max_epochs[n], "source": "explicit (--pool-max-epochs)"}
+        elif caps.default_max_epochs is not None:
+            prov[n] = {"max_epochs": caps.default_max_epochs, "source": "explicit (--max-epochs)"}
+    if not fit or caps.default_max_epochs is not None:
+        return caps, prov
+    seen = measured_epochs(fit)
+    group_of = {m: g["name"] for g in fit.get("groups", []) for m in g["members"]}
+    design_max = max((fit.get("design") or {}).get("epochs") or [1], default=1)
+    added = {}
+    for n in names:
+        if n in prov:
+            continue
+        ep = seen.get(group_of.get(n, n))
+        if ep is not None:
+            src = f"largest repetition measured in the proxy runs ({ep:.3g} epochs)"
+        else:
+            ep = float(design_max)
+            src = f"largest repetition in the fit's design ({ep:.3g} epochs; no proxy run of this pool recorded)"
+        added[n] = ep
+        prov[n] = {"max_epochs": ep, "source": src}
+    return replace(caps, max_epochs={**added, **caps.max_epochs}), prov
+
+
+def cap_mixture(law: MixtureLaw, N: float, D: float, weights: np.ndarray, caps: Caps) -> np.ndarray:
+    """A fixed mixture (regmix / dml) under epoch caps: each pool keeps its tokens up to its cap, and
+    the tokens the caps release go where the law values them most (water-filling over the room
+    left, the only estimator that models repetition). Unchanged where no cap binds."""
+    tokens = np.asarray(weights, float) * D
+    _, hi = caps.bounds(law, D)
+    if np.all(tokens <= hi * (1 + 1e-9)):
+        return np.asarray(weights, float)
+    keep = np.minimum(tokens, hi) * (1 - 1e-12) / D  # a hair under the cap: lo <= hi after round-off
+    floor = replace(caps, min_weight={n: max(float(k), caps.min_weight.get(n, 0.0)) for n, k in zip(law.names, keep)})
+    return _solve_or_explain(law, N, D, floor).weights
+
+
+def _solve_or_explain(law: MixtureLaw, N: float, D: float, caps: Caps) -> Allocation:
+    try:
+        return waterfill(law, N, D, caps)
+    except Infeasible as e:
+        _, hi = caps.bounds(law, D)
+        raise PlanInputError(
+            f"the run needs {D:.4g} tokens but the pools hold only {float(np.sum(hi)):.4g} within their epoch caps "
+            "(the largest repetition measured in the proxy runs, unless set explicitly): the fit has not measured "
+            "what more repetition is worth. Add data, lower the budget (or give --budget-flops, which trades tokens "
+            "for a larger model), or set --max-epochs / --pool-max-epochs to plan past the measurements "
+            f"({e})") from None
+
+
 def _pool_rows(pf: PoolsFile, law: MixtureLaw, a: Allocation) -> list[dict]:
     m = law.marginal(a.tokens)
     rows = []
@@ -152,12 +228,16 @@ def law_plan(pf: PoolsFile, law: MixtureLaw, *, budget_flops: float | None = Non
     if budget_flops is None and (params is None or tokens is None):
         raise ValueError("give --budget-flops, or both --params and --tokens")
     if budget_flops is not None and params is None:
-        bp = plan_for_budget(law, budget_flops, caps)
+        try:
+            bp = plan_for_budget(law, budget_flops, caps)
+        except Infeasible as e:
+            raise PlanInputError(f"no model size meets budget {budget_flops:.4g} FLOPs within the pools' epoch caps ({e}); "
+                                 "set --max-epochs / --pool-max-epochs to plan past the repetition measured") from None
         alloc, outer = bp.alloc, (bp.curve_N, bp.curve_loss)
     else:
         if params is None or tokens is None:
             raise ValueError("--params and --tokens go together")
-        alloc, outer = waterfill(law, params, tokens, caps), None
+        alloc, outer = _solve_or_explain(law, params, tokens, caps), None
         budget_flops = 6.0 * params * tokens
     check = general_solve(law, alloc.N, alloc.D, caps)
     budgets = np.logspace(math.log10(budget_flops / frontier_span), math.log10(budget_flops * frontier_span), n_frontier)
@@ -185,7 +265,8 @@ def law_plan(pf: PoolsFile, law: MixtureLaw, *, budget_flops: float | None = Non
     return plan
 
 
-def apply_estimator(plan: dict, law: MixtureLaw, fit: dict | None, estimator: str = "auto") -> dict:
+def apply_estimator(plan: dict, law: MixtureLaw, fit: dict | None, estimator: str = "auto",
+                    caps: Caps | None = None) -> dict:
     """Record which estimator decides the weights, and apply a mixture regression's mixture.
 
     `auto` follows the fit's best-validated estimator. The law plans repetition at the plan's
@@ -221,6 +302,12 @@ def apply_estimator(plan: dict, law: MixtureLaw, fit: dict | None, estimator: st
         w[idx] = gw * u / u.sum()
     w = w / w.sum()
     D = plan["model"]["tokens"]
+    if caps is not None:  # the plan's epoch caps hold for every estimator's mixture
+        w0, w = w, cap_mixture(law, plan["model"]["params"], D, w, caps)
+        if not np.allclose(w0, w, rtol=0, atol=1e-9):
+            plan["estimator"]["capped"] = {"mixture": dict(zip(law.names, map(float, w0))),
+                                           "reassigned_share": float(np.abs(w - w0).sum() / 2),
+                                           "why": "epoch caps; the released tokens placed by the law"}
     tokens = w * D
     plan["law_weights"] = {r["name"]: r["weight"] for r in plan["pools"]}
     for i, r in enumerate(plan["pools"]):
@@ -261,6 +348,24 @@ def provenance(plan: dict, law: MixtureLaw, fit: dict | None) -> list[str]:
         if fit.get("scale_note") and "below" in fit["scale_note"]:
             warn.append("fit: " + fit["scale_note"])
     return warn
+
+
+def cap_warnings(plan: dict, cap_prov: dict[str, dict]) -> list[str]:
+    """One line per pool the plan holds at its epoch cap, and one if every pool is there."""
+    out, at_cap = [], []
+    for r in plan["pools"]:
+        c = cap_prov.get(r["name"])
+        if c and r["epochs"] >= c["max_epochs"] * (1 - 1e-6):
+            at_cap.append(r["name"])
+            r["epoch_cap"] = c["max_epochs"]
+            out.append(f"epoch cap binds: {r['name']} planned at {r['epochs']:.3g} epochs, its cap from the "
+                       f"{c['source']}" + ("; more repetition of it is unmeasured" if "measured" in c["source"] or
+                                           "design" in c["source"] else ""))
+    if at_cap and len(at_cap) == len(plan["pools"]):
+        out.append(f"every pool is at its epoch cap: the plan's {plan['model']['tokens']:.4g} tokens are all the pools "
+                   "hold within their caps" + (", so the budget buys a larger model rather than more repetition"
+                                              if plan["budget"].get("params") is None else ""))
+    return out
 
 
 def write_plan(plan: dict, out: Path, fit: dict | None = None) -> tuple[Path, Path]:
@@ -310,9 +415,11 @@ def plan_command(pools: str | Path, out: str | Path, *, budget_flops: float | No
     pf = load_pools(pools)
     fit_d = fit if isinstance(fit, dict) else (load_fit(fit) if fit else None)
     law = build_law(pf, fit_d, base)
+    caps, cap_prov = repetition_caps(law.names, fit_d, caps)
     plan = law_plan(pf, law, budget_flops=budget_flops, params=params, tokens=tokens, caps=caps)
-    apply_estimator(plan, law, fit_d, estimator)
-    plan["warnings"] = provenance(plan, law, fit_d)
+    apply_estimator(plan, law, fit_d, estimator, caps)
+    plan["caps"]["epoch_caps"] = cap_prov
+    plan["warnings"] = provenance(plan, law, fit_d) + cap_warnings(plan, cap_prov)
     for w in plan["warnings"]:
         log(f"warning: {w}")
     write_plan(plan, Path(out), fit_d)

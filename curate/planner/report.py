@@ -280,6 +280,15 @@ def render_report(plan: dict, objects: dict | None = None, fit: dict | None = No
     parts.append("<h2>Pools</h2>" + _table(plan["pools"], ["name", "score", "kept", "weight", "tokens",
                                                           "epochs", "unique_tokens", "quality", "quality_ci95", "quality_source",
                                                           "rstar", "rstar_ci95", "rstar_source", "marginal_value"]))
+    caps = (plan.get("caps") or {}).get("epoch_caps") or {}
+    if caps:
+        by = {r["name"]: r for r in plan["pools"]}
+        rows = [{"pool": n, "epoch cap": c["max_epochs"], "planned epochs": by[n]["epochs"] if n in by else None,
+                 "binds": "yes" if n in by and "epoch_cap" in by[n] else "", "where the cap comes from": c["source"]}
+                for n, c in caps.items()]
+        parts.append("<h3>Epoch caps</h3><p class='kv'>A plan from a fit repeats no pool past the largest repetition its "
+                     "proxy runs measured (beyond it q and R* are extrapolated), unless a cap is set explicitly.</p>"
+                     + _table(rows, ["pool", "epoch cap", "planned epochs", "binds", "where the cap comes from"]))
     parts.append(_provenance_html(plan, fit))
     parts.append("<h2>Budgets where pools enter or leave</h2>")
     parts.append(_table(plan["thresholds"], ["budget_flops", "entered", "left", "kept_after"]) if plan["thresholds"]
