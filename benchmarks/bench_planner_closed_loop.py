@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from curate.planner import baselines, experiment  # noqa: E402
-from curate.planner.plan import cap_mixture, repetition_caps  # noqa: E402
+from curate.planner.plan import cap_mixture, repetition_caps, solve_within_caps  # noqa: E402
 from curate.planner.pools import load_pools  # noqa: E402
 from curate.planner.prepare import prepare  # noqa: E402
 from curate.planner.proxy import ModelShape, RunResult, RunSpec, pick_device  # noqa: E402
@@ -177,7 +177,10 @@ def main() -> None:
     caps, cap_prov = repetition_caps(names, rep.to_dict())
     print("epoch caps: " + ", ".join(f"{p} {c['max_epochs']:.3g}" for p, c in cap_prov.items())
           + " (largest repetition measured in the proxy runs)")
-    law_alloc = waterfill(law, N, D, caps)
+    try:
+        law_alloc = solve_within_caps(law, N, D, caps)
+    except ValueError as e:  # the capped pools cannot hold D tokens: say so, no traceback
+        sys.exit(f"planner: {e}")
     if chosen == "law":
         mixes["planner (law)"] = law_alloc.weights
     else:

@@ -182,10 +182,11 @@ def cap_mixture(law: MixtureLaw, N: float, D: float, weights: np.ndarray, caps: 
         return np.asarray(weights, float)
     keep = np.minimum(tokens, hi) * (1 - 1e-12) / D  # a hair under the cap: lo <= hi after round-off
     floor = replace(caps, min_weight={n: max(float(k), caps.min_weight.get(n, 0.0)) for n, k in zip(law.names, keep)})
-    return _solve_or_explain(law, N, D, floor).weights
+    return solve_within_caps(law, N, D, floor).weights
 
 
-def _solve_or_explain(law: MixtureLaw, N: float, D: float, caps: Caps) -> Allocation:
+def solve_within_caps(law: MixtureLaw, N: float, D: float, caps: Caps) -> Allocation:
+    """`waterfill` at a fixed (N, D); where the caps cannot hold D tokens, one plain PlanInputError."""
     try:
         return waterfill(law, N, D, caps)
     except Infeasible as e:
@@ -237,7 +238,7 @@ def law_plan(pf: PoolsFile, law: MixtureLaw, *, budget_flops: float | None = Non
     else:
         if params is None or tokens is None:
             raise ValueError("--params and --tokens go together")
-        alloc, outer = _solve_or_explain(law, params, tokens, caps), None
+        alloc, outer = solve_within_caps(law, params, tokens, caps), None
         budget_flops = 6.0 * params * tokens
     check = general_solve(law, alloc.N, alloc.D, caps)
     budgets = np.logspace(math.log10(budget_flops / frontier_span), math.log10(budget_flops * frontier_span), n_frontier)
