@@ -73,8 +73,9 @@ def test_cap_binds_on_the_law_plan_and_is_recorded(pools_json, tmp_path):
     assert by["hq"]["epoch_cap"] == 4.0 and "epoch_cap" not in by["lq"]
     caps = json.loads((tmp_path / "p" / "plan.json").read_text())["caps"]["epoch_caps"]
     assert caps["hq"] == {"max_epochs": 4.0, "source": "largest repetition measured in the proxy runs (4 epochs)"}
-    warn = [w for w in logged if "epoch cap binds: hq planned at 4 epochs" in w]
-    assert warn and "largest repetition measured in the proxy runs (4 epochs)" in warn[0]
+    assert ("warning: epoch cap binds: hq planned at 4 epochs, its cap from the largest repetition measured in the "
+            "proxy runs (4 epochs); more repetition is unmeasured") in logged
+    assert not any("every pool is at its epoch cap" in w for w in logged)  # lq is not
     html = (tmp_path / "p" / "report.html").read_text()
     assert "<h3>Epoch caps</h3>" in html and "largest repetition measured in the proxy runs (2 epochs)" in html
 
@@ -112,5 +113,6 @@ def test_a_budget_past_the_capped_pools_is_refused_plainly(pools_json, tmp_path)
     plan = plan_command(pools_json, tmp_path / "q", budget_flops=6 * 1e9 * 3e10, fit=synthetic_fit(), estimator="law",
                         log=lambda m: None)
     assert plan["model"]["tokens"] <= 2.48e10 * (1 + 1e-9)
+    assert any(w.startswith("every pool is at its epoch cap") and "larger model" in w for w in plan["warnings"])
     assert all(r["epochs"] <= plan["caps"]["epoch_caps"][r["name"]]["max_epochs"] + 1e-9 for r in plan["pools"])
     assert np.isclose(sum(r["weight"] for r in plan["pools"]), 1.0)

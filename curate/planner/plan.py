@@ -352,16 +352,20 @@ def provenance(plan: dict, law: MixtureLaw, fit: dict | None) -> list[str]:
 
 
 def cap_warnings(plan: dict, cap_prov: dict[str, dict]) -> list[str]:
-    """One line per pool the plan holds at its epoch cap, and one if every pool is there."""
+    """One line per cap (value and source) that holds pools at it, and one if every pool is there."""
     out, at_cap = [], []
+    by_cap: dict[tuple[float, str], list[str]] = {}
     for r in plan["pools"]:
         c = cap_prov.get(r["name"])
         if c and r["epochs"] >= c["max_epochs"] * (1 - 1e-6):
             at_cap.append(r["name"])
             r["epoch_cap"] = c["max_epochs"]
-            out.append(f"epoch cap binds: {r['name']} planned at {r['epochs']:.3g} epochs, its cap from the "
-                       f"{c['source']}" + ("; more repetition of it is unmeasured" if "measured" in c["source"] or
-                                           "design" in c["source"] else ""))
+            by_cap.setdefault((c["max_epochs"], c["source"]), []).append(r["name"])
+    for (ep, src), names in by_cap.items():
+        unmeasured = "measured" in src or "design" in src
+        out.append(f"epoch cap binds: {', '.join(names)} planned at {ep:.3g} epochs, "
+                   f"{'its' if len(names) == 1 else 'their'} cap from the {src}"
+                   + ("; more repetition is unmeasured" if unmeasured else ""))
     if at_cap and len(at_cap) == len(plan["pools"]):
         out.append(f"every pool is at its epoch cap: the plan's {plan['model']['tokens']:.4g} tokens are all the pools "
                    "hold within their caps" + (", so the budget buys a larger model rather than more repetition"
