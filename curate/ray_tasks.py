@@ -47,11 +47,12 @@ class FileTaskWorker:
 _CHAINS: dict[str, Chain] = {}
 
 
-def _cached_chain(head: StageSpec, body: list[StageSpec]) -> Chain:
+def _cached_chain(head: StageSpec | None, body: list[StageSpec]) -> Chain:
     # the driver-built state (an object reference) is part of the key: a later run with the same
     # parameters may have built it from changed files
-    key = json.dumps([head.model_dump(mode="json")] + [b.model_dump(mode="json") for b in body]
-                     + [str(s._state) for s in [head, *body]], sort_keys=True)
+    specs = ([head] if head is not None else []) + list(body)
+    key = json.dumps(([] if head is not None else ["pre"]) + [s.model_dump(mode="json") for s in specs]
+                     + [str(s._state) for s in specs], sort_keys=True)
     chain = _CHAINS.get(key)
     if chain is None:
         chain = Chain(head, body)
@@ -99,13 +100,7 @@ def pre_task_id(path: str) -> str:
 
 
 def _cached_pre_chain(pre: list[StageSpec]) -> Chain:
-    key = json.dumps(["pre"] + [b.model_dump(mode="json") for b in pre] + [str(s._state) for s in pre], sort_keys=True)
-    chain = _CHAINS.get(key)
-    if chain is None:
-        chain = Chain(None, pre)
-        chain.setup()
-        _CHAINS[key] = chain
-    return chain
+    return _cached_chain(None, pre)
 
 
 def unified_schema(paths: list[str]) -> pa.Schema:

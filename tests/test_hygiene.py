@@ -220,17 +220,21 @@ def test_hygiene_pipeline_on_real_pages(ray_session, shared_data, data, web_page
     assert sum(r["text"].count(PLACEHOLDERS["email"]) for r in out if r["source"] == "wiki") == 10
 
 
-def test_unit_counts_keep_first_and_repeats_within_a_document(monkeypatch):
+def test_unit_counts_keep_first_and_repeats_within_a_document(tmp_path):
     """The count step of paragraph dedup: documents are counted once per key (a line repeated
     inside one page is not boilerplate), and `keep_first` spares the smallest document hash."""
     from curate import unit_runner as u
 
-    monkeypatch.setattr(u, "report", lambda sink, counts: None)
     rows = pa.table({u.KEY: pa.array([5, 5, 5, 7, 7, 9], pa.uint64()), u.UID: pa.array([30, 10, 20, 1, 1, 2], pa.int64()),
                      u.PART: pa.array([0, 1, 2, 0, 0, 1], pa.int64()), u.ROW: pa.array([0, 1, 2, 3, 3, 4], pa.int64()),
                      u.UNIT: pa.array([0, 1, 2, 3, 4, 5], pa.int32())})
-    removed = {(r[u.PART], r[u.ROW], r[u.UNIT], r[u.DOCS]) for r in u._count(rows, 1, False, None).to_pylist()}
+    out = str(tmp_path)
+    removed = {(r[u.PART], r[u.ROW], r[u.UNIT], r[u.DOCS]) for r in u._count(rows, 1, False, out).to_pylist()}
     assert removed == {(0, 0, 0, 3), (1, 1, 1, 3), (2, 2, 2, 3)}
-    kept_first = {(r[u.PART], r[u.ROW]) for r in u._count(rows, 1, True, None).to_pylist()}
+    kept_first = {(r[u.PART], r[u.ROW]) for r in u._count(rows, 1, True, out).to_pylist()}
     assert kept_first == {(0, 0), (2, 2)}  # uid 10 (part 1, row 1) is the first document
-    assert u._count(rows, 3, False, None).num_rows == 0
+    assert u._count(rows, 3, False, out).num_rows == 0
+    # the partition's counters travel in one file named by its content: the three calls above (a
+    # retried partition) overwrite one file, so the driver sums the partition once
+    counts = [json.loads(f.read_text()) for f in (tmp_path / u.COUNTS_DIR).glob("*.json")]
+    assert counts == [{"units": 6, "distinct_keys": 3, "repeated_keys": 0}]  # the last call's: max 3
