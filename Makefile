@@ -38,7 +38,7 @@ demo: install
 	$(VENV)/bin/curate plan --pools README.md --budget-flops 1e20 --out out/no-plan; test $$? -eq 2
 
 test: install readers
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The trainers' own readers, for tests/test_shard_formats.py: megatron-core, datatrove,
 # mosaicml-streaming and litdata pin other numpy/boto3/torch versions than curate, so they get their
