@@ -9,7 +9,8 @@ Four kinds:
 - `Mapper`   adds or rewrites columns; never drops a row.
 - `Filter`   returns a keep mask and a reason for each dropped row; the base class counts reasons.
 - `Grouper`  a whole-dataset step: `add_key` runs row-wise, the engine co-locates all rows that share
-             a key (hash partitioning), then `reduce` sees each partition (exact dedup, ...).
+             a key (hash partitioning), then `reduce` sees each partition. Whole rows move; a
+             step decided by a key alone is cheaper as a `ClusterDedup` with `cluster_key`.
 """
 from __future__ import annotations
 
@@ -211,8 +212,12 @@ def merge_counters(results: Sequence[BatchResult]) -> dict[str, Any]:
 
 
 class ClusterDedup(Processor):
-    """A whole-dataset near-duplicate step: rows the processor links, directly or through other
-    rows, form a cluster, and one survivor per cluster is kept.
+    """A whole-dataset dedup step: rows the processor links, directly or through other rows,
+    form a cluster, and one survivor per cluster is kept.
+
+    A processor that sets `cluster_key` (exact dedup) needs no linking: rows with equal values of
+    that column (made by `annotate`) are a cluster, so the engine skips steps 2-4 below and elects
+    survivors per key. Only `annotate`, `survivor_keys` and `internal_columns` are called then.
 
     The engine (`curate.cluster_dedup.run_cluster_dedup`) calls these hooks on workers, batch by
     batch, and does all the distributed work itself (shuffles, connected components, joins):
@@ -230,13 +235,16 @@ class ClusterDedup(Processor):
        `id` ascending as the final tie-break, so the choice is deterministic.
 
     The engine removes `internal_columns()`, adds `cluster_column` (the survivor's `id`; a row
-    linked to nothing is its own cluster) and counts every other row of a cluster under
-    `drop_reason`.
+    linked to nothing is its own cluster) unless it is None, and counts every other row of a
+    cluster under `drop_reason`.
     """
 
     drop_reason: ClassVar[str] = "near_duplicate"
-    cluster_column: ClassVar[str] = "cluster_id"
+    # The column naming each row's survivor (its `id`); None: the engine adds no column.
+    cluster_column: ClassVar[str | None] = "cluster_id"
     provides: ClassVar[tuple[str, ...]] = ("cluster_id",)
+    # A column added by `annotate` whose equal values are the clusters (no buckets, no links).
+    cluster_key: ClassVar[str | None] = None
     # With verification, a row in a bucket is checked against at most this many other rows of
     # the bucket (the first ones in a deterministic order); smaller buckets are checked in full.
     verify_anchors: ClassVar[int] = 8
