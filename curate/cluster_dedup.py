@@ -206,9 +206,15 @@ def identify(
     max_rounds: int = 100,
     on_phase: Callable[[str], None] | None = None,
     step_key: str | None = None,
+    reader: PartReader | None = None,
+    remote_args: dict[str, Any] | None = None,
 ) -> Identified:
     """Run (or reuse) the committed phases signatures, edges, components, survivors.
-    `step_key` (the runner's fingerprint of the step) joins the work dir's key."""
+    `step_key` (the runner's fingerprint of the step) joins the work dir's key. `reader` reads
+    the input parts (plain Parquet when None; the runner's applies row-wise stages fused before
+    the step). `remote_args` (num_cpus, memory, concurrency: the step's resources) go to every
+    map of every phase; the shuffles' own tasks take Ray Data's settings (it has no per-call
+    arguments for them)."""
     if not isinstance(processor, ClusterDedup):
         raise TypeError(f"{type(processor).__name__} is not a ClusterDedup processor")
     parts = [str(p) for p in parts]
@@ -238,7 +244,7 @@ def identify(
     counters: Counter = Counter()
     ctx = {"parts": parts, "proc": processor, "work": work_dir, "P": P, "tell": tell, "surv_cols": surv_cols,
            "surv_keys": surv_keys, "broadcast_rows": broadcast_rows, "broadcast_bytes": broadcast_bytes,
-           "max_rounds": max_rounds}
+           "max_rounds": max_rounds, "reader": reader or PartReader(), "ra": dict(remote_args or {})}
     for name, fn in (("signatures", _phase_signatures), ("edges", _phase_edges),
                      ("components", _phase_components), ("survivors", _phase_survivors)):
         d = work_dir / name
@@ -330,26 +336,50 @@ def _write_input_block(block: pa.Table, folder: str) -> pa.Table:
     return pa.table({"n": [block.num_rows]})
 
 
+class PartReader:
+    """How the phases read an input part: here plain Parquet. The runner's reader applies the
+    row-wise stages fused before the step (`curate.cluster_runner.FusedReader`); a reader must
+    yield the same rows in the same order on every read, since a uid is a row's position in
+    what it yields (signatures, the exact check's re-read and removal each read the part)."""
+
+    def names(self, path: str) -> list[str]:
+        """The columns the reader yields for `path`."""
+        return _open(path).schema_arrow.names
+
+    def schema(self, path: str) -> pa.Schema:
+        """The schema of a part that yields no rows."""
+        return _open(path).schema_arrow
+
+    def batches(self, path: str, columns: list[str] | None, batch_rows: int,
+                stats: dict | None = None) -> Iterator[pa.Table]:
+        """The part's rows, `columns` only (None: all), in batches of at most `batch_rows`.
+        `stats`: where a reader applying stages counts them (None: not counted)."""
+        for rb in _open(path).iter_batches(batch_size=batch_rows, columns=columns):
+            yield pa.Table.from_batches([rb])
+
+
 # -- phase 1: signatures -------------------------------------------------------------------------
 
 
 def _phase_signatures(d: Path, ctx: dict, counters: Counter) -> Counter:
     proc = ctx["proc"]
     recs = _listing(ctx["parts"]).map_batches(
-        _sign_parts, batch_size=1, fn_kwargs={"processor": proc, "out": str(d), "surv_cols": ctx["surv_cols"]},
-        batch_format="pyarrow",
+        _sign_parts, batch_size=1, fn_kwargs={"processor": proc, "out": str(d), "surv_cols": ctx["surv_cols"],
+                                              "reader": ctx["reader"]},
+        batch_format="pyarrow", **ctx["ra"],
     )
     got = _sum_records(recs)
     ctx["tell"](f"signatures of {got.get('docs', 0):,} documents")
     return got
 
 
-def _sign_parts(listing: pa.Table, processor: ClusterDedup, out: str, surv_cols: list[str]) -> pa.Table:
+def _sign_parts(listing: pa.Table, processor: ClusterDedup, out: str, surv_cols: list[str],
+                reader: PartReader | None = None) -> pa.Table:
     processor.setup()
+    reader = reader or PartReader()
     recs = []
     for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
-        pf = _open(path)
-        names = pf.schema_arrow.names
+        names = reader.names(path)
         own = set(processor.internal_columns())  # made by `annotate`, not read
         need = [c for c in [ID, *processor.requires, *surv_cols] if c not in own]
         missing = [c for c in need if c not in names]
@@ -359,8 +389,7 @@ def _sign_parts(listing: pa.Table, processor: ClusterDedup, out: str, surv_cols:
         counts: Counter = Counter()
         offset = 0
         with AtomicParquetWriter(Path(out) / f"p-{idx:010d}.parquet") as w:
-            for rb in pf.iter_batches(batch_size=DOC_BATCH, columns=read):
-                batch = pa.Table.from_batches([rb])
+            for batch in reader.batches(path, read, DOC_BATCH):
                 res = processor.annotate(batch)
                 n = batch.num_rows
                 uid = (np.int64(idx) << np.int64(ROW_BITS)) + np.arange(offset, offset + n, dtype=np.int64)
@@ -398,12 +427,12 @@ def _phase_edges(d: Path, ctx: dict, counters: Counter) -> Counter:
     exact = proc.exact_verification
     cand_dir = d / "_candidates" if exact else d
     got = _sum_records(
-        read_parquet_parts(sig_files)
-        .map_batches(_bucket_rows, batch_size=ROW_BATCH, fn_kwargs={"processor": proc}, **_KW)
+        read_parquet_parts(sig_files, remote_args=ctx["ra"])
+        .map_batches(_bucket_rows, batch_size=ROW_BATCH, fn_kwargs={"processor": proc}, **_KW, **ctx["ra"])
         .repartition(P, keys=[BUCKET])
         .map_batches(_bucket_links, batch_size=None,
                      fn_kwargs={"processor": proc, "anchors": int(proc.verify_anchors), "out": str(cand_dir),
-                                "prefix": "c" if exact else "e"}, **_KW)
+                                "prefix": "c" if exact else "e"}, **_KW, **ctx["ra"])
     )
     if exact:
         got.update(_exact_check(d, cand_dir, ctx))
@@ -486,32 +515,33 @@ def _exact_check(d: Path, cand_dir: Path, ctx: dict) -> Counter:
         return got
     linked_dir = d / "_linked"
     got.update(_sum_records(
-        read_parquet_parts(cand_files)
-        .map_batches(_endpoints, batch_size=ROW_BATCH, **_KW)
+        read_parquet_parts(cand_files, remote_args=ctx["ra"])
+        .map_batches(_endpoints, batch_size=ROW_BATCH, **_KW, **ctx["ra"])
         .repartition(P, keys=[PART])
         .map_batches(_write_by_part, batch_size=None, fn_kwargs={"out": str(linked_dir), "prefix": "k", "key": UID,
-                                                                 "counter": "linked_docs"}, **_KW)
+                                                                 "counter": "linked_docs"}, **_KW, **ctx["ra"])
     ))
     linked_parts = [_part_of(f) for f in _files(linked_dir, "k")]
     xp_type = proc.exact_payload(pa.table({c: pa.array([], pa.string()) for c in [ID, *proc.requires]})).type
     pay_schema = pa.schema([(UID, pa.int64()), (XPAYLOAD, xp_type)])
     payloads = _listing(ctx["parts"], linked_parts).map_batches(
-        _exact_payloads, batch_size=1, fn_kwargs={"processor": proc, "linked": str(linked_dir), "schema": pay_schema},
-        batch_format="pyarrow",
+        _exact_payloads, batch_size=1, fn_kwargs={"processor": proc, "linked": str(linked_dir), "schema": pay_schema,
+                                                  "reader": ctx["reader"]},
+        batch_format="pyarrow", **ctx["ra"],
     ).materialize()
-    cands = read_parquet_parts(cand_files)
+    cands = read_parquet_parts(cand_files, remote_args=ctx["ra"])
     if got.get("linked_docs", 0) <= ctx["broadcast_rows"] and payloads.size_bytes() <= ctx["broadcast_bytes"]:
         # few linked documents: their payloads go to every worker, one map checks the links
         table = _collect_sorted(payloads, UID, [XPAYLOAD], pay_schema)
         recs = cands.map_batches(_verify_broadcast, batch_size=ROW_BATCH,
-                                 fn_kwargs={"payloads": [table], "processor": proc, "out": str(d)}, **_KW)
+                                 fn_kwargs={"payloads": [table], "processor": proc, "out": str(d)}, **_KW, **ctx["ra"])
     else:
         with_src = copartition(cands, payloads, left_key="src", right_key=UID, left_schema=_LINKS,
-                               right_schema=pay_schema, num_partitions=P, fn=_attach_src)
+                               right_schema=pay_schema, num_partitions=P, fn=_attach_src, remote_args=ctx["ra"])
         src_schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("_cd_xa", xp_type)])
         recs = copartition(with_src, payloads, left_key="dst", right_key=UID, left_schema=src_schema,
                            right_schema=pay_schema, num_partitions=P, fn=_verify_dst,
-                           fn_kwargs={"processor": proc, "out": str(d)})
+                           fn_kwargs={"processor": proc, "out": str(d)}, remote_args=ctx["ra"])
     got.update(_sum_records(recs))
     return got
 
@@ -547,19 +577,20 @@ def _write_by_part(part: pa.Table, out: str, prefix: str, key: str, counter: str
     return _record(counts)
 
 
-def _exact_payloads(listing: pa.Table, processor: ClusterDedup, linked: str, schema: pa.Schema) -> Iterator[pa.Table]:
+def _exact_payloads(listing: pa.Table, processor: ClusterDedup, linked: str, schema: pa.Schema,
+                    reader: PartReader | None = None) -> Iterator[pa.Table]:
     """`exact_payload` of a part's linked rows only: the part is streamed, its other rows skipped."""
     processor.setup()
+    reader = reader or PartReader()
     for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
         uids = _np(pq.read_table(Path(linked) / f"k-{idx:010d}.parquet").column(UID))
         rows = uids & np.int64((1 << ROW_BITS) - 1)
-        pf = _open(path)
         offset = 0
-        for rb in pf.iter_batches(batch_size=DOC_BATCH, columns=list(dict.fromkeys([ID, *processor.requires]))):
+        for rb in reader.batches(path, list(dict.fromkeys([ID, *processor.requires])), DOC_BATCH):
             n = rb.num_rows
             lo, hi = np.searchsorted(rows, [offset, offset + n])
             if hi > lo:
-                batch = pa.Table.from_batches([rb]).take(pa.array(rows[lo:hi] - offset))
+                batch = rb.take(pa.array(rows[lo:hi] - offset))
                 yield pa.table({UID: pa.array(uids[lo:hi], pa.int64()), XPAYLOAD: processor.exact_payload(batch)},
                                schema=schema)
             offset += n
@@ -626,13 +657,15 @@ def _phase_components(d: Path, ctx: dict, counters: Counter) -> Counter:
         tell("0 edges between 0 documents, 0 rounds")
         return Counter(edges=0, rounds=0, clustered_docs=0)
     labels, cc = connected_components(
-        read_parquet_parts(edge_files), num_partitions=ctx["P"], src="src", dst="dst", max_rounds=ctx["max_rounds"],
+        read_parquet_parts(edge_files, remote_args=ctx["ra"]), num_partitions=ctx["P"], src="src", dst="dst", max_rounds=ctx["max_rounds"],
         materialize=False, on_round=lambda r, changed: tell(f"components round {r}: {changed:,} edges changed"),
+        remote_args=ctx["ra"],
     )
     _sum_records(
-        labels.map_batches(_label_parts, batch_size=ROW_BATCH, **_KW)
+        labels.map_batches(_label_parts, batch_size=ROW_BATCH, **_KW, **ctx["ra"])
         .repartition(ctx["P"], keys=[PART])
-        .map_batches(_write_by_part, batch_size=None, fn_kwargs={"out": str(d), "prefix": "l", "key": "node"}, **_KW)
+        .map_batches(_write_by_part, batch_size=None, fn_kwargs={"out": str(d), "prefix": "l", "key": "node"},
+                     **_KW, **ctx["ra"])
     )
     tell(f"{cc['edges']:,} edges between {cc['nodes']:,} documents, {cc['rounds']} rounds")
     return Counter(edges=cc["edges"], rounds=cc["rounds"], clustered_docs=cc["nodes"])
@@ -656,12 +689,13 @@ def _phase_survivors(d: Path, ctx: dict, counters: Counter) -> Counter:
         keys = list(ctx["surv_keys"]) + [(ID, "ascending"), (UID, "ascending")]
         got = _sum_records(
             listing.map_batches(_members, batch_size=1, fn_kwargs={"columns": list(dict.fromkeys([UID, ID, *ctx["surv_cols"]]))},
-                                batch_format="pyarrow")
+                                batch_format="pyarrow", **ctx["ra"])
             .repartition(P, keys=[COMPONENT])
-            .map_batches(_elect, batch_size=None, fn_kwargs={"keys": keys}, **_KW)
+            .map_batches(_elect, batch_size=None, fn_kwargs={"keys": keys}, **_KW, **ctx["ra"])
             .repartition(P, keys=[PART])
             .map_batches(_write_by_part, batch_size=None,
-                         fn_kwargs={"out": str(d), "prefix": "s", "key": UID, "stats": _survivor_counts}, **_KW)
+                         fn_kwargs={"out": str(d), "prefix": "s", "key": UID, "stats": _survivor_counts},
+                         **_KW, **ctx["ra"])
         )
     ctx["tell"]("survivors elected")
     return Counter(clusters=got.get("clusters", 0), dropped=got.get("dropped", 0))
@@ -703,20 +737,21 @@ def _survivor_counts(rows: pa.Table) -> dict[str, int]:
 # -- phase 5: removal ----------------------------------------------------------------------------
 
 
-def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str, batch_rows: int = WIDE_BATCH) -> Iterator[pa.Table]:
+def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str, batch_rows: int = WIDE_BATCH,
+                reader: PartReader | None = None, stats: dict | None = None) -> Iterator[pa.Table]:
     """Stream part `idx` with `cluster_col` (the survivor's id; its own id for a document linked
-    to nothing) and KEEP, filtered against this part's survivors file only."""
+    to nothing) and KEEP, filtered against this part's survivors file only. `reader` and `stats`:
+    see `PartReader` (the same reader as the phases', so uids match)."""
+    reader = reader or PartReader()
     sfile = Path(survivors_dir) / f"s-{idx:010d}.parquet"
     if sfile.is_file():
         s = pq.read_table(sfile)
         s_uid, s_cid, s_keep = _np(s.column(UID)), s.column("cluster_id").combine_chunks(), _np(s.column(KEEP)).astype(bool)
     else:
         s_uid, s_cid, s_keep = np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0, bool)
-    pf = _open(path)
     offset = 0
     emitted = False
-    for rb in pf.iter_batches(batch_size=batch_rows):
-        t = pa.Table.from_batches([rb])
+    for t in reader.batches(path, None, batch_rows, stats):
         n = t.num_rows
         uid = (np.int64(idx) << np.int64(ROW_BITS)) + np.arange(offset, offset + n, dtype=np.int64)
         offset += n
@@ -731,7 +766,7 @@ def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str
         emitted = True
         yield t.append_column(cluster_col, cid).append_column(KEEP, pa.array(keep, pa.bool_()))
     if not emitted:
-        schema = pf.schema_arrow
+        schema = reader.schema(path)
         schema = pa.schema([f for f in schema if f.name not in (cluster_col, KEEP)])
         yield schema.empty_table().append_column(cluster_col, pa.array([], pa.string())).append_column(
             KEEP, pa.array([], pa.bool_()))
@@ -800,6 +835,7 @@ def copartition(
     num_partitions: int,
     fn: Callable[..., pa.Table],
     fn_kwargs: dict[str, Any] | None = None,
+    remote_args: dict[str, Any] | None = None,
 ) -> ray.data.Dataset:
     """Hash join by co-partitioning: rows of both datasets with equal (int64) keys meet in one
     partition, where `fn(left_rows, right_rows, **fn_kwargs)` runs. Built from union + keyed
@@ -808,7 +844,8 @@ def copartition(
     fields += [pa.field("l." + f.name, f.type) for f in left_schema]
     fields += [pa.field("r." + f.name, f.type) for f in right_schema]
     unified = pa.schema(fields)
-    tag = dict(batch_size=WIDE_BATCH, **_KW)
+    ra = dict(remote_args or {})
+    tag = dict(batch_size=WIDE_BATCH, **_KW, **ra)
     lt = left.map_batches(_tag, fn_kwargs={"side": 0, "key": left_key, "prefix": "l.", "schema": unified}, **tag)
     rt = right.map_batches(_tag, fn_kwargs={"side": 1, "key": right_key, "prefix": "r.", "schema": unified}, **tag)
     return (
@@ -818,7 +855,7 @@ def copartition(
             _untag,
             batch_size=None,
             fn_kwargs={"fn": fn, "fn_kwargs": fn_kwargs or {}, "left_schema": left_schema, "right_schema": right_schema},
-            **_KW,
+            **_KW, **ra,
         )
     )
 

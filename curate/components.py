@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -67,10 +68,11 @@ def _with_stats(k: np.ndarray, o: np.ndarray, counts: Counter) -> pa.Table:
     return _table(k, o)
 
 
-def stat_totals(ds) -> dict[str, int]:
+def stat_totals(ds, remote_args: dict[str, Any] | None = None) -> dict[str, int]:
     """Sum of the stat rows of a materialized round (one small table per block comes back)."""
     total: Counter = Counter()
-    for row in ds.map_batches(_stat_rows, batch_size=None, batch_format="pyarrow", zero_copy_batch=True).iter_rows():
+    kw = {"batch_format": "pyarrow", "zero_copy_batch": True, **(remote_args or {})}
+    for row in ds.map_batches(_stat_rows, batch_size=None, **kw).iter_rows():
         total[_COUNTERS[int(row[K]) - int(_STAT_BASE)]] += int(row[O])
     return dict(total)
 
@@ -178,6 +180,7 @@ def connected_components(
     max_rounds: int = 100,
     materialize: bool = True,
     on_round: Callable[[int, int], None] | None = None,
+    remote_args: dict[str, Any] | None = None,
 ):
     """Label every node that appears in `edges` with its component: the smallest node id in it.
 
@@ -186,9 +189,10 @@ def connected_components(
     node, and stats: rounds, edges (distinct undirected, self-loops excluded), nodes, and -- when
     `materialize` -- components. With `materialize=False` the labels come back lazy, to be fused
     with what consumes them. `on_round(round, changed)` is called after each round.
+    `remote_args` (a step's num_cpus, memory, concurrency) go to every map of every round.
     """
     P = max(1, int(num_partitions))
-    kw = {"batch_format": "pyarrow", "zero_copy_batch": True}
+    kw = {"batch_format": "pyarrow", "zero_copy_batch": True, **(remote_args or {})}
     current = edges.map_batches(_prepare, batch_size=65_536, fn_kwargs={"src": src, "dst": dst}, **kw)
     rounds = 0
     out = {"edges": 0, "nodes": 0}
@@ -203,7 +207,7 @@ def connected_components(
             .map_batches(_small_star, batch_size=None, **kw)
         )
         current = step.materialize()
-        totals = stat_totals(current)
+        totals = stat_totals(current, remote_args)
         if rounds == 1:
             out = {"edges": totals.get("edges", 0), "nodes": totals.get("nodes", 0)}
         changed = totals.get("changed", 0)

@@ -31,8 +31,10 @@ def is_cluster_kind(kind: str) -> bool:
 
 # Whole-dataset steps whose runner applies row-wise stages before them (`Segment.pre`) while it
 # reads its input, so those stages cost no committed segment of their own (no extra write and
-# read of the corpus). Cluster steps join when their reader applies `pre` (curate.cluster_runner).
-PRE_FUSING_MODES = frozenset({"group"})
+# read of the corpus). A cluster step reads its input more than once (signatures, the exact
+# check, removal) and runs `pre` on each read (curate.cluster_runner.FusedReader): only stages
+# that do not checkpoint fuse, the cheap ones (an expensive stage checkpoints by default).
+PRE_FUSING_MODES = frozenset({"group", "cluster"})
 
 
 @dataclass

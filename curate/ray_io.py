@@ -9,6 +9,7 @@ is bounded by one row group plus one output block, whatever the number or size o
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,9 +17,11 @@ import pyarrow.parquet as pq
 BATCH_ROWS = 4096  # rows per record batch read from a file
 
 
-def read_parquet_parts(paths: Sequence[str], columns: list[str] | None = None, batch_rows: int = BATCH_ROWS):
+def read_parquet_parts(paths: Sequence[str], columns: list[str] | None = None, batch_rows: int = BATCH_ROWS,
+                       remote_args: dict[str, Any] | None = None):
     """A Ray Dataset of the rows of `paths` (local paths or filesystem URIs), one read task per
-    file, in file order then row order."""
+    file, in file order then row order. `remote_args`: the read tasks' num_cpus, memory,
+    concurrency (a step's resources)."""
     import ray
 
     if not paths:
@@ -29,6 +32,7 @@ def read_parquet_parts(paths: Sequence[str], columns: list[str] | None = None, b
         batch_size=1,  # one file per call: a file is the unit of work and of memory
         batch_format="pyarrow",
         fn_kwargs={"columns": columns, "batch_rows": batch_rows},
+        **(remote_args or {}),
     )
 
 

@@ -157,9 +157,10 @@ def _prepare_folder(out_dir: Path, fingerprint: str, opts: RunOptions, mode: str
     """Start clean unless an interrupted run with the same fingerprint left finished tasks."""
     running = out_dir / RUNNING_MARKER
     same = running.is_file() and read_json(running).get("fingerprint") == fingerprint
-    # Group steps resume partition by partition (their markers are named after the partition);
-    # cluster and unit steps restart: their intermediate phases are not committed.
-    if opts.force or not opts.resume or not same or mode in ("cluster", "units"):
+    # Group steps resume partition by partition (their markers are named after the partition),
+    # cluster steps part by part in removal (their phases resume in their own work dir, keyed by
+    # this fingerprint); unit steps restart: their intermediate phases are not committed.
+    if opts.force or not opts.resume or not same or mode == "units":
         reset_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(running, {"fingerprint": fingerprint, "pid": os.getpid()})

@@ -175,3 +175,105 @@ def test_worker_killed_during_near_dedup_counts_once_and_check_passes(ray_sessio
     assert _clusters(out / "minhash_dedup") == _clusters(clean_run)
     report = check_output(out)
     assert report.problems == [], report.problems
+
+
+def _run_yaml(tmp: Path, parts: list[str], out: Path, stages: list[dict]) -> Path:
+    cfg = tmp / f"{out.name}.yaml"
+    cfg.write_text(json.dumps({"name": "dedup-fused", "inputs": parts, "output": str(out),
+                               "stages": stages}))
+    return cfg
+
+
+def test_removal_resumes_part_by_part_and_counts_once(ray_session, parts, clean_run, tmp_path, monkeypatch, capsys):
+    """A run that fails after removal wrote its parts, with two parts' outputs then deleted (as a
+    crash mid-removal leaves them): the rerun redoes those two only, from the committed phases."""
+    import curate.cluster_runner as cr
+    from curate.check import check_output
+    from curate.config import load_pipeline
+    from curate.runner import RunOptions, StageFailed, run_pipeline
+
+    out = tmp_path / "out"
+    cfg = load_pipeline(_yaml(tmp_path, parts, out))
+    real_write = cr.write_json_atomic
+
+    def fail_on_head_record(path, obj):  # the driver's last write of the step (workers import their own)
+        if Path(path).stem == cr.task_id("cluster:minhash_dedup"):
+            raise OSError("disk gone")
+        real_write(path, obj)
+
+    monkeypatch.setattr(cr, "write_json_atomic", fail_on_head_record)
+    with pytest.raises(StageFailed):
+        run_pipeline(cfg, RunOptions(progress=False))
+    monkeypatch.undo()
+    stage = out / "minhash_dedup"
+    tids = [cr.removal_task_id(p) for p in parts]
+    assert all((stage / "_tasks" / f"{t}.json").is_file() for t in tids)
+    for t in tids[1::2]:  # parts 1 and 3 never finished
+        (stage / "_tasks" / f"{t}.json").unlink()
+        (stage / f"part-{t}.parquet").unlink()
+        (stage / "_dropped" / f"part-{t}.parquet").unlink(missing_ok=True)
+    (stage / "_dropped" / f".part-{tids[1]}.parquet.tmp-1").write_bytes(b"torn")  # a killed writer's
+    kept_before = {t: (stage / f"part-{t}.parquet").stat().st_mtime_ns for t in tids[0::2]}
+
+    capsys.readouterr()
+    run_pipeline(cfg, RunOptions(progress=True))
+    err = capsys.readouterr().err
+    assert "resuming at phase removal" in err and "signatures of" not in err, err
+    assert "2 of them written earlier, reused" in err, err
+    assert {t: (stage / f"part-{t}.parquet").stat().st_mtime_ns for t in kept_before} == kept_before
+    assert all((stage / f"part-{t}.parquet").is_file() for t in tids)
+    assert not list((stage / "_dropped").glob(".part-*"))
+    assert _clusters(stage) == _clusters(clean_run)
+    assert _stats(stage) == _stats(clean_run)  # each part counted once
+    assert not (out / "_work" / "minhash_dedup").exists()
+    assert check_output(out).problems == []
+
+
+def test_row_wise_stages_fuse_into_the_cluster_step_with_its_resources(ray_session, parts, tmp_path, monkeypatch):
+    """gopher_quality before minhash_dedup: fused into the cluster step's reads (no segment of its
+    own), it gives the same documents, clusters and stats as when it checkpoints; the step's
+    num_cpus, memory and concurrency (the most any of its stages asks, the least concurrency)
+    reach every map of the step."""
+    import ray
+
+    from curate.check import check_output
+    from curate.config import load_pipeline
+    from curate.runner import RunOptions, run_pipeline
+
+    dedup = {"minhash_dedup": {"side_output": True}}
+    apart = tmp_path / "apart"
+    run_pipeline(load_pipeline(_run_yaml(tmp_path, parts, apart, [{"gopher_quality": {"checkpoint": True}}, dedup])),
+                 RunOptions(progress=False))
+
+    calls = []
+    real_map = ray.data.Dataset.map_batches
+
+    def spy(self, fn, *args, **kwargs):
+        calls.append((getattr(fn, "__name__", str(fn)), {k: kwargs.get(k) for k in ("num_cpus", "memory", "concurrency")}))
+        return real_map(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ray.data.Dataset, "map_batches", spy)
+    fused = tmp_path / "fused"
+    resources = {"num_cpus": 0.5, "memory": "64MB", "concurrency": 3}
+    run_pipeline(load_pipeline(_run_yaml(tmp_path, parts, fused, [
+        {"gopher_quality": {"num_cpus": 0.5}}, {"minhash_dedup": {"side_output": True, **resources}}])),
+        RunOptions(progress=False))
+    monkeypatch.undo()
+
+    names = {n for n, _ in calls}
+    assert {"_sign_parts", "_bucket_links", "_exact_payloads", "_large_star", "_elect", "_remove_parts"} <= names
+    want = {"num_cpus": 0.5, "memory": 64_000_000, "concurrency": 3}
+    assert [c for c in calls if c[1] != want] == []
+    assert not list((fused / "gopher_quality").glob("part-*.parquet"))  # fused: no segment of its own
+    assert json.loads((fused / "minhash_dedup" / "_COMMITTED").read_text())["stages"] == ["gopher_quality", "minhash_dedup"]
+    assert _clusters(fused / "minhash_dedup") == _clusters(apart / "minhash_dedup")
+    for stage in ("gopher_quality", "minhash_dedup"):
+        a, b = _stats(fused / stage), _stats(apart / stage)
+        # the components' rounds depend on the node ids, so on the part order, which differs
+        # (the checkpointed filter's parts are named by hash, the fused step reads the inputs)
+        a["counters"].pop("rounds", None), b["counters"].pop("rounds", None)
+        assert a == b, stage
+    gq = _stats(fused / "gopher_quality")
+    assert gq["docs_in"] == 800 and gq["docs_out"] + sum(gq["drops"].values()) == 800 and gq["docs_out"] < 800
+    assert _stats(fused / "minhash_dedup")["docs_in"] == gq["docs_out"]
+    assert check_output(fused).problems == []
