@@ -264,3 +264,129 @@ def test_bucket_plans_cover_every_token_once_even_with_tiny_buckets():
             assert borrowed[b] == skip, (size, L, plans)
     docs = bucket_plans(np.array([5, 0, 7]), "documents", 8)
     assert [(p["bucket"], p["total"], p["last"]) for p in docs] == [(0, 5, False), (2, 7, True)]
+
+
+# ---------------------------------------------------------------- bounded driver (issue 13)
+def _scatter_rows(tag: int, n: int) -> pa.Table:
+    """n scatter rows whose doc_ref is `tag` (which write they came from), 2 tokens each."""
+    return pa.table({"key": pa.array(np.zeros(n)), "pool": pa.array(np.zeros(n, np.uint16)),
+                     "doc_hash": pa.array(np.arange(n, dtype=np.uint64)),
+                     "doc_ref": pa.array(np.full(n, tag, np.uint64)), "epoch": pa.array(np.zeros(n, np.uint16)),
+                     "tokens": list_array(np.ones(2 * n, np.int32), np.full(n, 2))}, schema=SCATTER_SCHEMA)
+
+
+def test_pack_tasks_find_their_blobs_in_the_sorted_scatter_indexes(tmp_path):
+    """Each pack task looks up its bucket in every scatter file's index (sorted by bucket and
+    kind, binary-searched): the same blobs, in the same order per file, as a scan of the index in
+    write order; per-bucket tokens (the driver's only per-bucket state) match too."""
+    from curate.shard.writer import BODY, HEAD, ScatterWriter, bucket_refs, bucket_tokens, read_blobs
+
+    rng = np.random.default_rng(11)
+    B = 9
+    files, written, tag = [], [], 0  # written: (file, bucket, kind, tag, tokens) in write order
+    for t in range(4):
+        path = tmp_path / f"s{t}.bin"
+        w = ScatterWriter(path)
+        # Two epochs, each writing its buckets in order: the file as a whole is not in bucket order.
+        for _epoch in range(2 if t else 0):  # file 0 holds no blob at all
+            for b in sorted(rng.choice(B, size=5, replace=False).tolist()):
+                for kind in (BODY, HEAD):
+                    n = int(rng.integers(1, 4))
+                    tag += 1
+                    w.write(b, kind, _scatter_rows(tag, n), 2 * n)
+                    written.append((str(path), b, kind, tag, 2 * n))
+        w.close()
+        files.append(str(path))
+    for b in range(B + 1):  # bucket B is empty everywhere
+        for kind in (BODY, HEAD):
+            refs = bucket_refs(files, b, kind)
+            got = [(f, int(tb["doc_ref"][0].as_py())) for f, rows in refs for tb in read_blobs(f, rows)]
+            want = [(f, tg) for f, bb, k, tg, _ in written if bb == b and k == kind]
+            assert got == sorted(want, key=lambda x: files.index(x[0]))  # file order, write order within
+    want_size = np.zeros(B, np.int64)
+    for _, b, kind, _, tokens in written:
+        if kind == BODY:
+            want_size[b] += tokens
+    assert np.array_equal(bucket_tokens(files, B), want_size)
+
+
+def test_driver_state_for_pack_does_not_grow_with_the_number_of_tasks(tmp_path):
+    """The driver reads the scatter indexes one at a time: its peak memory for 80 tasks is about
+    that for 5 (at 250M documents per TB the full table would be thousands x thousands of rows)."""
+    import tracemalloc
+
+    from curate.shard.writer import bucket_tokens, index_path
+
+    B = 4000
+    rows = np.zeros((2 * B, 6), np.int64)
+    rows[:, 0] = np.repeat(np.arange(B), 2)
+    rows[:, 1] = np.tile([0, 1], B)
+    rows[:, 5] = 3
+    files = []
+    for t in range(80):
+        f = tmp_path / f"t{t}.bin"
+        np.save(index_path(f), rows)
+        files.append(str(f))
+
+    def peak(fs):
+        tracemalloc.start()
+        size = bucket_tokens(fs, B)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert np.array_equal(size, np.full(B, 3 * len(fs)))
+        return top
+
+    one_index = rows.nbytes
+    small, big = peak(files[:5]), peak(files)
+    assert big < small * 1.5 + (64 << 10), (small, big)
+    assert big < 4 * one_index, (big, one_index)  # never all 80 indexes (80 x one_index) at once
+
+
+class _FakeRef:
+    def __init__(self, value):
+        self.value = value
+
+
+class _FakeActor:
+    def __init__(self):
+        self.call = self
+        self.tokenize = self
+
+    def remote(self, method, args, kw=None, die=None):
+        return _FakeRef(np.full(mixer.HIST_BINS, args[0], np.int64))
+
+
+class _FakeRay:
+    class exceptions:
+        class RayTaskError(Exception):
+            pass
+
+        class RayActorError(Exception):
+            pass
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return ref.value
+
+
+def test_mix_histograms_are_folded_as_they_arrive():
+    """`_on_actors(on_result=...)` hands each result over once and keeps none: the mixer's driver
+    state is one histogram per pool whatever the number of token-cache files."""
+    from curate.shard.engine import _on_actors, add_histogram
+
+    calls = [("mix_stats_task", (i,), {}) for i in range(1, 301)]
+    total = np.zeros(mixer.HIST_BINS, np.int64)
+    seen = []
+
+    def fold(i, h):
+        seen.append(i)
+        add_histogram(total, h)
+
+    kept = _on_actors(_FakeRay(), [_FakeActor(), _FakeActor()], calls, on_result=fold)
+    assert kept == [None] * len(calls)
+    assert sorted(seen) == list(range(len(calls)))
+    assert np.all(total == sum(range(1, 301)))
+    with pytest.raises(Exception, match="bins"):
+        add_histogram(total, np.zeros(3, np.int64))

@@ -21,7 +21,10 @@ Every step's tasks run on the same pool of Ray actors (one per worker slot), sta
 
 Memory stays bounded as input grows: a worker holds one task's input (a token-cache file, or one
 bucket of about `shard_size` bytes plus heads of at most seq_len tokens per scatter file), never
-the corpus; the driver holds per-file and per-bucket counts and the scatter index.
+the corpus; the driver holds per-file and per-bucket counts, one histogram per sampled pool (parts'
+histograms are added as they arrive) and the documents of each pool's boundary bin (about
+1/HIST_BINS of the pool). Never the scatter index (tasks x buckets rows): it stays in one file per
+scatter task, sorted, and each pack task looks up its own bucket there.
 
 Resume: every task writes a marker after its output; a rerun with the same settings skips finished
 tasks (token-cache tasks are keyed by content, so they survive a change of seed or sequence length),
@@ -54,7 +57,7 @@ from .manifest import FORMAT, MANIFEST, read_manifest, write_manifest
 from .tasks import load_marker
 from processors.tokenizer import Tokenizer, worker_env
 from .trainers import merge_indexes, write_blends
-from .writer import BODY, HEAD, index_path
+from .writer import bucket_tokens, index_path
 
 WORK = "_work"
 RUNNING = "_RUNNING"
@@ -143,9 +146,13 @@ TASK_RETRIES = 3
 
 
 def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log | None = None,
-               label: str = "", per_actor: int = 2, kill: tuple[str, str] | None = None) -> list[Any]:
+               label: str = "", per_actor: int = 2, kill: tuple[str, str] | None = None,
+               on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
     """Run calls (method, args, kwargs) on the actors, `per_actor` in flight each; results in order.
 
+    `on_result(i, result)`: called once per call as its result arrives, which is then not kept (the
+    list returned holds None): a caller folding results (histograms) holds its fold and the calls in
+    flight, not every result. Ray returns one result per call, retries included, so each is folded once.
     `kill` (tests): (method, marker): the first such call's worker dies after doing its work."""
     results: list[Any] = [None] * len(calls)
     free = [a for _ in range(per_actor) for a in actors]  # one task per actor first, then queue a second
@@ -165,7 +172,12 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
             a, i = pending.pop(ref)
             free.append(a)
             try:
-                results[i] = ray.get(ref)
+                result = ray.get(ref)
+                if on_result is None:
+                    results[i] = result
+                else:
+                    on_result(i, result)
+                    del result
             except ray.exceptions.RayTaskError as e:
                 cause = getattr(e, "cause", None) or e
                 raise ShardError(f"{label or calls[i][0]} task failed: {type(cause).__name__}: {cause}") from e
@@ -177,6 +189,13 @@ def _on_actors(ray, actors: list, calls: list[tuple[str, tuple, dict]], log: Log
             last = time.monotonic()
             log(f"{label}: {done}/{len(calls)} tasks")
     return results
+
+
+def add_histogram(total: np.ndarray, part: np.ndarray) -> None:
+    """Fold one part's histogram into its pool's, in place (the driver's whole state for it)."""
+    if part.shape != total.shape:
+        raise ShardError(f"mix statistics: a histogram of {part.shape} bins, {total.shape} expected")
+    total += part
 
 
 # ---------------------------------------------------------------- planning helpers
@@ -396,8 +415,9 @@ class ShardRun:
             shutil.rmtree(self.work, ignore_errors=True)
         return ShardResult(self.out, manifest, timing=dict(self.timing))
 
-    def _calls(self, ray, actors: list, calls: list, log: Log | None = None, label: str = "") -> list[Any]:
-        return _on_actors(ray, actors, calls, log, label, kill=self.kill_worker)
+    def _calls(self, ray, actors: list, calls: list, log: Log | None = None, label: str = "",
+               on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+        return _on_actors(ray, actors, calls, log, label, kill=self.kill_worker, on_result=on_result)
 
     def _maybe_fail(self, step: str) -> None:
         if self.fail_after == step:
@@ -522,26 +542,32 @@ class ShardRun:
         if need:
             actors = self._ensure_actors(ray)
             caches = {pm.name: [r["cache"] for r in records if r["pool"] == pm.name and r["documents"]] for pm in need}
+            owner = [pm.name for pm in need for _ in caches[pm.name]]
             calls = [("mix_stats_task", (c, pm.to_dict(), self.cfg.mix_seed, self.cfg.min_copy_gap, "hist"), {})
                      for pm in need for c in caches[pm.name]]
-            hists = self._calls(ray, actors, calls, label="mix statistics")
-            at = 0
-            bins = {}
+            # Each part's histogram (HIST_BINS counts) is added to its pool's as it arrives: the driver
+            # holds one histogram per pool, not one per token-cache file (integer sums: any order gives
+            # the same counts).
+            hist = {pm.name: np.zeros(mixer.HIST_BINS, dtype=np.int64) for pm in need}
+            self._calls(ray, actors, calls, label="mix statistics",
+                        on_result=lambda i, h: add_histogram(hist[owner[i]], h))
             for pm in need:
-                k = len(caches[pm.name])
-                hist = np.sum(hists[at: at + k], axis=0)
-                at += k
-                pm.boundary_bin, pm.mass_before_bin = mixer.boundary_bin(hist, pm.remainder)
-                bins[pm.name] = pm.boundary_bin
+                pm.boundary_bin, pm.mass_before_bin = mixer.boundary_bin(hist[pm.name], pm.remainder)
+            del hist
             calls = [("mix_stats_task", (c, pm.to_dict(), self.cfg.mix_seed, self.cfg.min_copy_gap, "bin",
                                          pm.boundary_bin), {}) for pm in need for c in caches[pm.name]]
-            docs = self._calls(ray, actors, calls, label="mix statistics")
-            at = 0
+            # The documents of each pool's boundary bin (about 1/HIST_BINS of the pool), kept by call
+            # index so they are concatenated in the same order whatever order they arrive in.
+            parts: dict[int, dict] = {}
+
+            def keep_bin(i: int, d: dict | None) -> None:
+                if d is not None:
+                    parts[i] = d
+
+            self._calls(ray, actors, calls, label="mix statistics", on_result=keep_bin)
             for pm in need:
-                k = len(caches[pm.name])
-                parts = [d for d in docs[at: at + k] if d is not None]
-                at += k
-                cat = {f: np.concatenate([d[f] for d in parts]) for f in ("u", "h", "ref", "n")}
+                mine = [parts[i] for i in sorted(parts) if owner[i] == pm.name]
+                cat = {f: np.concatenate([d[f] for d in mine]) for f in ("u", "h", "ref", "n")}
                 pm.boundary = mixer.resolve_boundary(cat["u"], cat["h"], cat["ref"], cat["n"],
                                                      pm.remainder - pm.mass_before_bin)
         self.timing["mix_s"] = time.monotonic() - t0
@@ -564,7 +590,8 @@ class ShardRun:
             if not r["documents"]:
                 continue
             pm = by_name[r["pool"]]
-            tid = _task_id("scatter/v1", fp, r["id"], B)
+            # v2: indexes sorted by (bucket, kind), which pack tasks binary-search (v1 files are not).
+            tid = _task_id("scatter/v2", fp, r["id"], B)
             task = {"id": tid, "cache": r["cache"], "out": str(self.work / "scatter" / f"{tid}.bin"),
                     "marker": str(self.work / "scatter" / "_tasks" / f"{tid}.json")}
             rec = load_marker(task["marker"]) if self.resume else None
@@ -587,26 +614,16 @@ class ShardRun:
 
         cfg = self.cfg
         files = [r["scatter"] for r in scatter]
-        idx = [np.load(index_path(Path(f))) for f in files]
-        allidx = np.concatenate([np.column_stack([np.full(len(x), fi, dtype=np.int64), x]) for fi, x in enumerate(idx)
-                                 if len(x)]) if any(len(x) for x in idx) else np.zeros((0, 7), dtype=np.int64)
-        # columns: file, bucket, kind, offset, length, rows, tokens
-        allidx = allidx[np.lexsort((allidx[:, 0], allidx[:, 2], allidx[:, 1]))]
-        body = allidx[allidx[:, 2] == BODY]
-        size = np.bincount(body[:, 1], weights=body[:, 6], minlength=B).astype(np.int64)
+        # Tokens per bucket, one scatter index at a time; each pack task then looks its own blobs up
+        # in the (sorted) indexes. The driver holds per-bucket counts, never the tasks x buckets index
+        # rows of the run (at 250M documents per TB: thousands of tasks times thousands of buckets).
+        size = bucket_tokens(files, B)
         total = int(size.sum())
         if total != targets.total_tokens:
             raise ShardError(f"scatter wrote {total:,} tokens, the plan wants {targets.total_tokens:,} "
                              "(stale work files? rerun with --force)")
-        key = allidx[:, 1] * 2 + allidx[:, 2]
-
-        def refs(bucket: int, kind: int) -> list[tuple[str, np.ndarray]]:
-            lo, hi = np.searchsorted(key, [bucket * 2 + kind, bucket * 2 + kind + 1])
-            rows = allidx[lo:hi]
-            out = []
-            for fi in np.unique(rows[:, 0]):
-                out.append((files[int(fi)], rows[rows[:, 0] == fi][:, 1:]))
-            return out
+        scatter_list = self.work / "pack" / "_scatter_files.json"
+        write_json_atomic(scatter_list, files)
 
         plans = bucket_plans(size, cfg.mode, cfg.row_len)
         pool_names = [p.name for p in targets.pools]
@@ -617,8 +634,7 @@ class ShardRun:
             if rec is not None and _outputs_intact(self.out, rec):
                 done.append(rec)
                 continue
-            follows = [(take, refs(nb, HEAD)) for nb, take in p["follow"]]
-            calls.append(("pack_task", (p, refs(p["bucket"], BODY), follows),
+            calls.append(("pack_task", (p, str(scatter_list)),
                           dict(mode=cfg.mode, seq_len=cfg.row_len, seed=cfg.seed, pool_names=pool_names,
                                provenance=cfg.provenance, out_dir=str(self.out), marker=str(marker),
                                compression=cfg.compression, compression_level=cfg.compression_level,

@@ -20,8 +20,9 @@ from . import mixer
 from .manifest import shard_name
 from .pack import BucketPlan, documents_bucket, pack_bucket, sort_rows
 from processors.tokenizer import Tokenizer
-from .writer import (BODY, HEAD, SCATTER_SCHEMA, ScatterWriter, TokenCacheWriter, list_array, list_lengths,
-                     list_values, np_array, read_blobs, read_token_cache, write_marker, write_shard)
+from .writer import (BODY, HEAD, SCATTER_SCHEMA, ScatterWriter, TokenCacheWriter, bucket_refs, list_array,
+                     list_lengths, list_values, np_array, read_blobs, read_token_cache, write_marker,
+                     write_shard)
 
 
 def _rss_mb() -> float:
@@ -224,18 +225,22 @@ def write_formats(out_dir: str, name: str, rank: int, rows: fmt.Rows, formats: l
     return out
 
 
-def pack_task(plan: dict[str, Any], own: list[tuple[str, np.ndarray]],
-              follows: list[tuple[int, list[tuple[str, np.ndarray]]]], *, mode: str, seq_len: int, seed: int,
+def pack_task(plan: dict[str, Any], scatter_list: str, *, mode: str, seq_len: int, seed: int,
               pool_names: list[str], provenance: bool, out_dir: str, marker: str, compression: str,
               compression_level: int | None, formats: tuple[str, ...] = ("parquet",), vocab_size: int = 0,
               tokenizer_name: str = "") -> dict[str, Any]:
-    """Write one shard, in every format asked for: the sequences (or documents) of one bucket."""
+    """Write one shard, in every format asked for: the sequences (or documents) of one bucket.
+
+    `scatter_list`: a JSON file listing the scatter files. The task finds its bucket's blobs (and the
+    heads of the buckets it borrows from) in their indexes itself, so the driver never gathers the
+    tasks x buckets index rows of the whole run."""
     t0 = time.perf_counter()
     bp = BucketPlan(plan["bucket"], plan["skip"], [tuple(f) for f in plan["follow"]], plan["total"], plan["last"])
-    rows = sort_rows(_read_refs(own))
+    files = json.loads(Path(scatter_list).read_text())
+    rows = sort_rows(_read_refs(bucket_refs(files, bp.bucket, BODY)))
     t_read = time.perf_counter() - t0
     if mode == "packed":
-        heads = [(take, sort_rows(_read_refs(refs))) for take, refs in follows]
+        heads = [(take, sort_rows(_read_refs(bucket_refs(files, nb, HEAD)))) for nb, take in bp.follow]
         packed = pack_bucket(rows, heads, bp, seq_len, seed, pool_names, provenance)
     else:
         packed = documents_bucket(rows, bp.bucket, seed, pool_names, provenance)

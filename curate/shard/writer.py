@@ -13,13 +13,15 @@ could leave a marker naming a damaged scratch file — a resumed run checks size
 - Scatter files (`_work/scatter/<task>.bin` + `.idx.npy`): for each bucket a task feeds, one
   serialized Arrow IPC stream of its rows sorted by key (the body) and one of its first <= seq_len
   tokens (the head, which the previous bucket reads to finish its last sequence). The index holds
-  (bucket, kind, offset, length, rows, tokens) per blob, so a reader seeks straight to its bucket:
-  no per-file footer that grows with the number of buckets.
+  (bucket, kind, offset, length, rows, tokens) per blob, sorted by (bucket, kind), so a reader
+  binary-searches its bucket and seeks straight to it: no per-file footer that grows with the
+  number of buckets, and no table of every file's blobs on the driver.
 - Shards (`shard-NNNNN.parquet`): Parquet, zstd, row groups of about ROW_GROUP_TOKENS tokens (the
   unit loaders split across workers), plus the file's SHA-256.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 from dataclasses import dataclass
@@ -176,6 +178,10 @@ class ScatterWriter(_AtomicFile):
     def close(self) -> np.ndarray:
         self._f.close()
         idx = np.array(self.index, dtype=np.int64).reshape(-1, 6)
+        # Sorted by (bucket, kind), stably (a bucket's blobs keep their write order): a pack task
+        # finds its bucket's rows by binary search in the memory-mapped index (bucket_refs), reading
+        # a few pages of each file's index instead of all of it.
+        idx = idx[np.argsort(idx[:, 0] * 2 + idx[:, 1], kind="stable")]
         idx_path = index_path(self.path)
         tmp = _tmp_name(idx_path)
         with open(tmp, "wb") as f:
@@ -198,6 +204,43 @@ def index_path(path: Path) -> Path:
 
 def load_index(path: str | Path) -> np.ndarray:
     return np.load(index_path(Path(path)))
+
+
+def bucket_tokens(files: Iterable[str | Path], buckets: int) -> np.ndarray:
+    """Body tokens per bucket over the scatter files, reading one index at a time: the caller (the
+    driver) holds `buckets` counts, never the tasks x buckets rows of all the indexes together."""
+    size = np.zeros(buckets, dtype=np.int64)
+    for f in files:
+        idx = load_index(f)
+        body = idx[idx[:, 1] == BODY]
+        np.add.at(size, body[:, 0], body[:, 5])
+    return size
+
+
+def _blob_rows(path: str | Path, bucket: int, kind: int) -> np.ndarray:
+    """Index rows of one (bucket, kind) of a scatter file: binary search in its memory-mapped index
+    (sorted by bucket and kind, see ScatterWriter.close), so only a few pages of it are read."""
+    idx = np.load(index_path(Path(path)), mmap_mode="r")
+    n = len(idx)
+
+    def key(i: int) -> int:
+        return int(idx[i, 0]) * 2 + int(idx[i, 1])
+
+    want = bucket * 2 + kind
+    lo = bisect.bisect_left(range(n), want, key=key)
+    hi = bisect.bisect_left(range(n), want + 1, lo=lo, key=key)
+    return np.array(idx[lo:hi])
+
+
+def bucket_refs(files: Iterable[str | Path], bucket: int, kind: int) -> list[tuple[str, np.ndarray]]:
+    """(scatter file, its index rows) of every file holding blobs of (bucket, kind), in file order:
+    what read_blobs needs, looked up by the pack task itself."""
+    out = []
+    for f in files:
+        rows = _blob_rows(f, bucket, kind)
+        if len(rows):
+            out.append((str(f), rows))
+    return out
 
 
 def read_blobs(path: str | Path, rows: np.ndarray) -> list[pa.Table]:
