@@ -814,14 +814,22 @@ def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _collect_sorted(ds: ray.data.Dataset, key: str, columns: list[str], schema: pa.Schema) -> ray.ObjectRef:
-    """Put a small dataset, sorted by `key`, in the object store for broadcast lookups (bounded
-    by the caller's broadcast limits). `schema` types the lookup of a dataset without blocks."""
-    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    """A small dataset, sorted by `key`, as one table in the object store for broadcast lookups
+    (bounded by the caller's broadcast limits). `schema` types the lookup of a dataset without blocks.
+
+    A Ray task gathers and sorts the blocks, not the driver: the driver passes their references on
+    and never holds the payloads (up to `broadcast_bytes`, 256 MiB by default), so its memory does
+    not grow with the corpus. No CPU is reserved for it, as none was when the driver did this work:
+    it must not queue behind the run's own tasks for a slot."""
+    return _sorted_table.options(num_cpus=0).remote(key, columns, schema, *ds.to_arrow_refs())
+
+
+@ray.remote
+def _sorted_table(key: str, columns: list[str], schema: pa.Schema, *tables: pa.Table) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
     if tables:
-        table = pa.concat_tables(tables).select([key] + columns).sort_by(key)
-    else:
-        table = schema.empty_table().select([key] + columns)
-    return ray.put(table)
+        return pa.concat_tables(tables).select([key] + columns).sort_by(key)
+    return schema.empty_table().select([key] + columns)
 
 
 def copartition(
