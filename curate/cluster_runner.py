@@ -1,4 +1,4 @@
-"""Runs a cluster-dedup step (near duplicates) inside the segment runner.
+"""Runs a cluster-dedup step (exact or near duplicates) inside the segment runner.
 
 `curate.cluster_dedup.identify` runs the committed phases (signatures, edges, components,
 survivors) in a work dir beside the step's folder, `<output>/_work/<step>/`: a driver killed
@@ -124,11 +124,12 @@ def _remove_parts(listing: pa.Table, pre: list[StageSpec], body: list[StageSpec]
         kept_w = AtomicParquetWriter(Path(out_dir) / part_name(tid))
         drop_w = AtomicParquetWriter(Path(out_dir) / DROPPED_DIR / part_name(tid)) if keep_dropped else None
         by_source: Counter = Counter()
-        nbytes = rows = 0
+        nbytes = nbytes_in = rows = 0
         try:
             for t in assign_part(path, idx, survivors, cluster_col, reader=reader,
                                  stats=pre_stats if reader is not None else None):
                 keep = t.column(KEEP)
+                nbytes_in += text_bytes(t)
                 kept = t.filter(keep).drop_columns([KEEP])
                 if drop_w is not None:
                     drop_w.write(t.filter(pc.invert(keep)).drop_columns([KEEP]))
@@ -155,7 +156,7 @@ def _remove_parts(listing: pa.Table, pre: list[StageSpec], body: list[StageSpec]
                   "dropped_part": part_name(tid) if dropped else None,
                   "stats": {n: s.to_dict() for n, s in {**pre_stats, **stats}.items()},
                   # what the dedup itself kept from this part, before any fused stage after it
-                  "dedup_out": {"by_source": dict(by_source), "bytes": nbytes}}
+                  "dedup_out": {"by_source": dict(by_source), "bytes": nbytes, "bytes_in": nbytes_in}}
         write_json_atomic(Path(out_dir) / TASKS_DIR / f"{tid}.json", record)
         records.append(json.dumps(record))
     return pa.table({"record": pa.array(records, pa.string())})
@@ -241,6 +242,7 @@ def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts
     st.drops.update(info.get("drops", {}))
     st.counters.update(info.get("counters", {}))
     st.bytes_out = sum(r["dedup_out"]["bytes"] for r in records)
+    st.bytes_in = sum(r["dedup_out"].get("bytes_in", 0) for r in records)  # text into the dedup, after `pre`
     sources_in = info.get("sources_in") or {}
     if sources_in:
         kept_by: Counter = Counter()
