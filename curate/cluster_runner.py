@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,6 +186,14 @@ def _remove_temporaries(out_dir: Path) -> None:
 
 
 def run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -> list[dict[str, Any]]:
+    with warnings.catch_warnings():
+        # `concurrency` is the step's ceiling; a phase with fewer inputs than that (one edge
+        # file, a few parts) is normal, and Ray Data's warning about it would reach the console
+        warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks", category=UserWarning)
+        return _run_cluster_segment(seg, parts, out_dir, workers, opts)
+
+
+def _run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opts) -> list[dict[str, Any]]:
     import ray
 
     from curate.cluster_dedup import PART, identify
