@@ -228,6 +228,17 @@ def test_removal_resumes_part_by_part_and_counts_once(ray_session, parts, clean_
     assert not (out / "_work" / "minhash_dedup").exists()
     assert check_output(out).problems == []
 
+    # killed after the step's last record, before its commit (the work dir already gone): the
+    # rerun takes every record as it is and runs no phase again
+    commit = json.loads((stage / "_COMMITTED").read_text())
+    (stage / "_COMMITTED").unlink()
+    (stage / "_RUNNING").write_text(json.dumps({"fingerprint": commit["fingerprint"]}))
+    run_pipeline(cfg, RunOptions(progress=True))
+    err = capsys.readouterr().err
+    assert "all 4 parts written earlier, reused" in err and "signatures of" not in err, err
+    assert _stats(stage) == _stats(clean_run)
+    assert check_output(out).problems == []
+
 
 def test_row_wise_stages_fuse_into_the_cluster_step_with_its_resources(ray_session, parts, tmp_path, monkeypatch):
     """gopher_quality before minhash_dedup: fused into the cluster step's reads (no segment of its
