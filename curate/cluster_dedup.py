@@ -28,6 +28,12 @@ the phase's counters) and skipped on a rerun with the same parts and settings:
                does not name are kept with their own `id` as cluster id. The caller writes the
                result (the runner per part, with a task marker per part).
 
+Keyed clusters (a processor with `cluster_key`, e.g. exact dedup): rows with equal keys are the
+cluster, so there are no edges or components. Two phases: signatures (uid, `id`, the key and the
+survivor-rule columns, per part), then survivors: those narrow rows are hash-shuffled on the
+key, each partition elects the first row of every key held by two or more documents, and the
+(uid, cluster id, keep) rows of those documents are written routed by part. Removal is the same.
+
 No task holds all ids, all edges or the corpus: map tasks hold one bounded batch, reducers one
 hash partition, and a part's label and survivor files hold only that part's linked rows. The
 driver holds file listings and summed counters only; the broadcast lookups are bounded by
@@ -86,6 +92,8 @@ ID = "id"
 SOURCE_COUNT = "_source:"  # counter-name prefix of the documents in per `source`
 ROW_BITS = 32  # uid = part index << ROW_BITS | row: 2^32 rows per part, 2^31 parts
 PHASES = ("signatures", "edges", "components", "survivors")  # committed; removal is per part
+KEYED_PHASES = ("signatures", "survivors")  # a `cluster_key` processor: no edges, no components
+KEY_HASH = "_cd_khash"  # int64 hash of a cluster key: what the keyed survivors shuffle partitions on
 MANIFEST = "_MANIFEST.json"
 DEFAULT_BROADCAST_ROWS = 1_000_000
 DEFAULT_BROADCAST_BYTES = 256 * 2**20  # exact-verification payloads broadcast below this size
@@ -119,6 +127,7 @@ class Identified:
     counters: dict[str, int]
     sources_in: dict[str, int]
     resumed_at: str | None  # first phase this call ran after reusing committed ones (None: none reused)
+    keyed: bool = False  # the clusters are the processor's `cluster_key` values (no edges)
 
     @property
     def survivors_dir(self) -> Path:
@@ -128,7 +137,9 @@ class Identified:
         c = Counter(self.counters)
         n_dropped = int(c.pop("dropped", 0))
         c["kept"] = int(c.get("docs", 0)) - n_dropped
-        for k in ("candidate_pairs", "edges", "clusters", "rounds", "clustered_docs"):
+        zeros = ("clusters", "clustered_docs") if self.keyed else (
+            "candidate_pairs", "edges", "clusters", "rounds", "clustered_docs")
+        for k in zeros:
             c.setdefault(k, 0)
         return {"drops": {drop_reason: n_dropped}, "counters": dict(c), "sources_in": dict(self.sources_in)}
 
@@ -233,8 +244,10 @@ def identify(
 
     surv_keys = list(processor.survivor_keys())
     surv_cols = [c for c, _ in surv_keys]
-    committed = [p for p in PHASES if is_committed(work_dir / p)]
-    first_todo = next((p for p in PHASES if p not in committed), None)
+    keyed = processor.cluster_key is not None
+    phases = KEYED_PHASES if keyed else PHASES
+    committed = [p for p in phases if is_committed(work_dir / p)]
+    first_todo = next((p for p in phases if p not in committed), None)
     resumed_at = None
     if committed:
         resumed_at = first_todo or "removal"
@@ -245,8 +258,10 @@ def identify(
     ctx = {"parts": parts, "proc": processor, "work": work_dir, "P": P, "tell": tell, "surv_cols": surv_cols,
            "surv_keys": surv_keys, "broadcast_rows": broadcast_rows, "broadcast_bytes": broadcast_bytes,
            "max_rounds": max_rounds, "reader": reader or PartReader(), "ra": dict(remote_args or {})}
-    for name, fn in (("signatures", _phase_signatures), ("edges", _phase_edges),
-                     ("components", _phase_components), ("survivors", _phase_survivors)):
+    steps = ((("signatures", _phase_signatures), ("survivors", _phase_key_survivors)) if keyed else
+             (("signatures", _phase_signatures), ("edges", _phase_edges),
+              ("components", _phase_components), ("survivors", _phase_survivors)))
+    for name, fn in steps:
         d = work_dir / name
         if is_committed(d):
             got = read_commit(d)["counters"]
@@ -257,7 +272,7 @@ def identify(
             commit(d, {"counters": got, "phase": name})
         counters.update(got)
     sources_in = {k[len(SOURCE_COUNT):]: counters.pop(k) for k in list(counters) if k.startswith(SOURCE_COUNT)}
-    return Identified(work_dir, parts, dict(counters), sources_in, resumed_at)
+    return Identified(work_dir, parts, dict(counters), sources_in, resumed_at, keyed)
 
 
 def _bound_ray_data_blocks() -> None:
@@ -284,7 +299,7 @@ def _check_manifest(work: Path, parts: list[str], processor: ClusterDedup, P: in
     manifest = work / MANIFEST
     if manifest.is_file() and read_json(manifest).get("key") == key:
         return
-    for name in PHASES:
+    for name in PHASES:  # (KEYED_PHASES are among them)
         reset_folder(work / name)
     write_json_atomic(manifest, {"key": key, "parts": len(parts)})
 
@@ -714,34 +729,101 @@ def _members(listing: pa.Table, columns: list[str]) -> Iterator[pa.Table]:
                 yield t.take(pa.array(rows)).append_column(COMPONENT, pa.array(comps[idx[rows]], pa.int64()))
 
 
-def _elect(part: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
-    """One row per member: (uid, cluster id = the survivor's id, keep), routed by part."""
+def _elect(part: pa.Table, keys: list[tuple[str, str]], group: str = COMPONENT,
+           singletons: bool = True) -> pa.Table:
+    """One row per member of each `group` value: (uid, cluster id = the survivor's id, keep),
+    routed by part. Without `singletons`, groups of one row emit nothing (a document no
+    survivors file names is kept as it is)."""
     if part.num_rows == 0:
         return pa.schema([(PART, pa.int64()), *_SURVIVORS]).empty_table()
-    t = part.sort_by([(COMPONENT, "ascending")] + [(c, o) for c, o in keys])
-    comp = _np(t.column(COMPONENT))
+    t = part.sort_by([(group, "ascending")] + [(c, o) for c, o in keys])
+    n = t.num_rows
     uid = _np(t.column(UID))
-    first = np.concatenate(([True], comp[1:] != comp[:-1]))
+    g = t.column(group).combine_chunks()
+    first = np.ones(n, dtype=bool)
+    if n > 1:  # (compared in Arrow: a keyed group's value may be a 128-bit binary)
+        first[1:] = np.asarray(pc.not_equal(g.slice(1), g.slice(0, n - 1)).to_numpy(zero_copy_only=False), dtype=bool)
     starts = np.flatnonzero(first)
-    surv = np.repeat(starts, np.diff(np.concatenate((starts, [comp.size]))))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    surv = np.repeat(starts, sizes)
     ids = t.column(ID).combine_chunks().cast(pa.string())
-    return pa.table({PART: pa.array(uid >> ROW_BITS, pa.int64()), UID: pa.array(uid, pa.int64()),
-                     "cluster_id": ids.take(pa.array(surv)), KEEP: pa.array(first)})
+    out = pa.table({PART: pa.array(uid >> ROW_BITS, pa.int64()), UID: pa.array(uid, pa.int64()),
+                    "cluster_id": ids.take(pa.array(surv)), KEEP: pa.array(first)})
+    return out if singletons else out.filter(pa.array(np.repeat(sizes > 1, sizes)))
 
 
 def _survivor_counts(rows: pa.Table) -> dict[str, int]:
     keep = _np(rows.column(KEEP)).astype(bool)
-    return {"clusters": int(keep.sum()), "dropped": int((~keep).sum())}
+    return {"clusters": int(keep.sum()), "dropped": int((~keep).sum()), "clustered_docs": int(keep.size)}
+
+
+# -- phase 4, keyed: survivors per key -----------------------------------------------------------
+
+
+def _phase_key_survivors(d: Path, ctx: dict, counters: Counter) -> Counter:
+    """Keyed clusters: the signatures' narrow rows (uid, `id`, key, survivor-rule columns) are
+    hash-shuffled on the key; each partition elects the first row of every key held by two or
+    more documents, and those documents' (uid, cluster id, keep) rows are written routed by
+    part. A key held once writes nothing: removal keeps every row its part's file does not name."""
+    from curate.ray_io import read_parquet_parts
+
+    proc, P = ctx["proc"], ctx["P"]
+    sig_files = _files(ctx["work"] / "signatures", "p")
+    got: Counter = Counter()
+    if sig_files:
+        key = proc.cluster_key
+        keys = list(ctx["surv_keys"]) + [(ID, "ascending"), (UID, "ascending")]
+        columns = list(dict.fromkeys([UID, ID, key, *ctx["surv_cols"]]))
+        got = _sum_records(
+            read_parquet_parts(sig_files, columns=columns, remote_args=ctx["ra"])
+            .map_batches(_with_key_hash, batch_size=ROW_BATCH, fn_kwargs={"key": key}, **_KW, **ctx["ra"])
+            .repartition(P, keys=[KEY_HASH])
+            .map_batches(_elect, batch_size=None, fn_kwargs={"keys": keys, "group": key, "singletons": False},
+                         **_KW, **ctx["ra"])
+            .repartition(P, keys=[PART])
+            .map_batches(_write_by_part, batch_size=None,
+                         fn_kwargs={"out": str(d), "prefix": "s", "key": UID, "stats": _survivor_counts},
+                         **_KW, **ctx["ra"])
+        )
+    ctx["tell"](f"survivors elected: {got.get('clusters', 0):,} keys held by {got.get('clustered_docs', 0):,} "
+                f"documents, {got.get('dropped', 0):,} to remove")
+    return Counter(clusters=got.get("clusters", 0), dropped=got.get("dropped", 0),
+                   clustered_docs=got.get("clustered_docs", 0))
+
+
+def _with_key_hash(batch: pa.Table, key: str) -> pa.Table:
+    return batch.append_column(KEY_HASH, pa.array(key_hash(batch.column(key)), pa.int64()))
+
+
+def key_hash(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An int64 per value, equal for equal values, spread for the shuffle: a digest's first 8
+    bytes (a fixed-size binary of 8+ bytes is taken to be a hash already), an integer as it is,
+    anything else by xxh3_64 of its bytes. Equal hashes meet; `_elect` groups on the value."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    n = len(col)
+    if pa.types.is_fixed_size_binary(col.type) and col.type.byte_width >= 8 and col.null_count == 0:
+        w = col.type.byte_width
+        data = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * w:(col.offset + n) * w]
+        return data.reshape(n, w)[:, :8].copy().view(np.int64).ravel()
+    if pa.types.is_integer(col.type) and col.null_count == 0:
+        return col.to_numpy().astype(np.int64)
+    import xxhash
+
+    vals = col.to_pylist()
+    return np.fromiter((xxhash.xxh3_64_intdigest(v if isinstance(v, bytes) else repr(v).encode()) for v in vals),
+                       dtype=np.uint64, count=n).view(np.int64)
 
 
 # -- phase 5: removal ----------------------------------------------------------------------------
 
 
-def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str, batch_rows: int = WIDE_BATCH,
-                reader: PartReader | None = None, stats: dict | None = None) -> Iterator[pa.Table]:
+def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str | None,
+                batch_rows: int = WIDE_BATCH, reader: PartReader | None = None,
+                stats: dict | None = None) -> Iterator[pa.Table]:
     """Stream part `idx` with `cluster_col` (the survivor's id; its own id for a document linked
-    to nothing) and KEEP, filtered against this part's survivors file only. `reader` and `stats`:
-    see `PartReader` (the same reader as the phases', so uids match)."""
+    to nothing; no such column when None) and KEEP, filtered against this part's survivors file
+    only. `reader` and `stats`: see `PartReader` (the same reader as the phases', so uids match)."""
     reader = reader or PartReader()
     sfile = Path(survivors_dir) / f"s-{idx:010d}.parquet"
     if sfile.is_file():
@@ -756,23 +838,24 @@ def assign_part(path: str, idx: int, survivors_dir: str | Path, cluster_col: str
         uid = (np.int64(idx) << np.int64(ROW_BITS)) + np.arange(offset, offset + n, dtype=np.int64)
         offset += n
         ix, hit = _lookup(s_uid, uid)
-        own = t.column(ID).combine_chunks().cast(pa.string())
-        if hit.any():
-            cid = pc.if_else(pa.array(hit), s_cid.take(pa.array(ix)), own)
-            keep = np.where(hit, s_keep[ix], True)
-        else:
-            cid, keep = own, np.ones(n, bool)
+        keep = np.where(hit, s_keep[ix], True) if hit.any() else np.ones(n, bool)
         t = t.drop_columns([c for c in (cluster_col, KEEP) if c in t.column_names])
+        if cluster_col is not None:
+            own = t.column(ID).combine_chunks().cast(pa.string())
+            t = t.append_column(cluster_col, pc.if_else(pa.array(hit), s_cid.take(pa.array(ix)), own)
+                                if hit.any() else own)
         emitted = True
-        yield t.append_column(cluster_col, cid).append_column(KEEP, pa.array(keep, pa.bool_()))
+        yield t.append_column(KEEP, pa.array(keep, pa.bool_()))
     if not emitted:
         schema = reader.schema(path)
         schema = pa.schema([f for f in schema if f.name not in (cluster_col, KEEP)])
-        yield schema.empty_table().append_column(cluster_col, pa.array([], pa.string())).append_column(
-            KEEP, pa.array([], pa.bool_()))
+        empty = schema.empty_table()
+        if cluster_col is not None:
+            empty = empty.append_column(cluster_col, pa.array([], pa.string()))
+        yield empty.append_column(KEEP, pa.array([], pa.bool_()))
 
 
-def _assign_parts(listing: pa.Table, survivors: str, cluster_col: str) -> Iterator[pa.Table]:
+def _assign_parts(listing: pa.Table, survivors: str, cluster_col: str | None) -> Iterator[pa.Table]:
     for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
         yield from assign_part(path, idx, survivors, cluster_col)
 
