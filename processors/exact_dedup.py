@@ -1,21 +1,25 @@
-"""Exact deduplication on a hash of normalised text.
+"""Exact deduplication on a hash of normalised text: identify, then remove.
 
 The key is a 128-bit xxHash of the normalised text (collisions are negligible at web scale: about
-1 in 10^20 for a billion documents). The engine hash-partitions rows on the key, so every copy of a
-text meets in one partition; `reduce` keeps one survivor per key, chosen without regard to input
-order (smallest id by default), so the result is the same whatever the partitioning or CPU count.
+1 in 10^20 for a billion documents). Documents with equal keys are one cluster: this is a
+`ClusterDedup` whose `cluster_key` is the hash, so the engine (`curate.cluster_dedup`) shuffles
+narrow rows only -- (key, positional uid, `id`, length) -- on the key, elects one survivor per key
+(smallest `id` by default), routes the removed uids back to the part they came from, and removes
+them with a per-part anti-join that streams each original part. The text never moves between
+workers. The choice ignores input order, so the result is the same whatever the partitioning or
+CPU count. Unlike near-dedup, no `cluster_id` column is added: the output keeps the input's
+columns.
 """
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
-from processors.base import BatchResult, Grouper, Params
+from processors.base import BatchResult, ClusterDedup, Params
 from processors.normalize import normalize_for_dedup
 
 
@@ -25,35 +29,35 @@ class ExactDedupParams(Params):
         "smallest_id", description="which copy survives")
 
 
-class ExactDedup(Grouper):
+class ExactDedup(ClusterDedup):
     kind = "exact_dedup"
     Params = ExactDedupParams
     requires = ("id", "text")
-    key_column: ClassVar[str] = "_exact_key"
+    provides = ()  # removes rows only: no cluster_id column
+    checkpoint_default = True
+    drop_reason = "exact_duplicate"
+    cluster_column = None
+    cluster_key = "_exact_key"
+    length_column: ClassVar[str] = "_exact_len"
 
-    def add_key(self, batch: pa.Table) -> pa.Table:
-        texts = batch["text"].to_pylist()
+    def keys(self, texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """128-bit key of each text (a null text hashes as the empty one)."""
         norm = normalize_for_dedup if self.params.normalize else (lambda t: t)
-        keys = [xxhash.xxh3_128_digest(norm(t or "").encode("utf-8")) for t in texts]
-        return batch.append_column(self.key_column, pa.array(keys, type=pa.binary(16)))
+        return pa.array([xxhash.xxh3_128_digest(norm(t or "").encode("utf-8")) for t in texts.to_pylist()],
+                        type=pa.binary(16))
 
-    def reduce(self, partition: pa.Table) -> BatchResult:
-        key = self.key_column
+    def annotate(self, batch: pa.Table) -> BatchResult:
+        # The length (characters of the raw text) rides along for `longest_then_smallest_id`; it is
+        # 8 bytes a row, so it is always written rather than making the layout depend on `keep`.
+        length = pc.utf8_length(pc.fill_null(batch["text"], "")).cast(pa.int64())
+        return BatchResult(batch.append_column(self.cluster_key, self.keys(batch["text"]))
+                           .append_column(self.length_column, length))
+
+    def survivor_keys(self) -> list[tuple[str, str]]:
+        # the engine adds `id` ascending (then the row's position) as the final tie-breaks
         if self.params.keep == "longest_then_smallest_id":
-            length = pc.utf8_length(pc.fill_null(partition["text"], ""))
-            order_cols = partition.append_column("_neg_len", pc.negate(length))
-            sort = [(key, "ascending"), ("_neg_len", "ascending"), ("id", "ascending")]
-            idx = pc.sort_indices(order_cols, sort_keys=sort)
-        else:
-            idx = pc.sort_indices(partition, sort_keys=[(key, "ascending"), ("id", "ascending")])
-        ordered = partition.take(idx)
-        keys = ordered[key].combine_chunks()
-        # A row survives when its key differs from the previous row's: the first of each run.
-        first = np.ones(ordered.num_rows, dtype=bool)
-        if ordered.num_rows > 1:
-            same = pc.equal(keys.slice(1), keys.slice(0, ordered.num_rows - 1))
-            first[1:] = ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
-        kept = ordered.filter(pa.array(first)).drop_columns([key])
-        kept = kept.take(pc.sort_indices(kept, sort_keys=[("id", "ascending")]))
-        dropped = int((~first).sum())
-        return BatchResult(kept, drops={"exact_duplicate": dropped} if dropped else {})
+            return [(self.length_column, "descending")]
+        return []
+
+    def internal_columns(self) -> tuple[str, ...]:
+        return (self.cluster_key, self.length_column)

@@ -30,11 +30,11 @@ stages:
     cfg = load_pipeline(p)
     assert cfg.ray.object_store_memory == 512_000_000
     segs = build_segments(cfg)
-    # row-wise filters fuse into the shuffle's read (no segment of their own); the dedup commits;
+    # row-wise filters fuse into the dedup's reads (no segment of their own); the dedup commits;
     # the last stage commits.
     assert [[s.name for s in seg.stages] for seg in segs] == [
         ["language_id", "gopher_quality", "exact_dedup"], ["final"]]
-    assert [seg.mode for seg in segs] == ["group", "parquet"]
+    assert [seg.mode for seg in segs] == ["cluster", "parquet"]  # exact dedup: identify, then remove
     assert [s.name for s in segs[0].pre] == ["language_id", "gopher_quality"]
 
 
@@ -47,7 +47,7 @@ def test_step_resources_apply_to_every_step():
         {"fineweb": {"num_cpus": 2, "memory": "2GB"}}, {"exact_dedup": {"concurrency": 3}},
         {"minhash_dedup": {"memory": "1GB", "num_cpus": 0.5}}]})
     segs = build_segments(cfg)
-    assert [seg.mode for seg in segs] == ["group", "cluster"]
+    assert [seg.mode for seg in segs] == ["cluster", "cluster"]
     assert step_resources(segs[0].stages, None, 8).map_args() == {
         "num_cpus": 2, "memory": 2_000_000_000, "concurrency": 3}
     dedup = step_resources(segs[1].stages, None, 8)

@@ -187,25 +187,29 @@ def test_changed_stage_code_reruns_that_step_only(ray_session, parquet_inputs, t
     assert again.stats[1].docs_in == 3000
 
 
-def test_group_step_resumes_its_finished_partitions(ray_session, parquet_inputs, tmp_path):
+def test_exact_dedup_resumes_its_finished_parts(ray_session, parquet_inputs, tmp_path):
+    """Exact dedup removes duplicates part by part, each part a task with its own record: after a
+    crash, the parts written before it are kept, not rewritten, and the stats still cover all."""
     paths, _ = parquet_inputs
     cfg = _cfg(paths, tmp_path / "out", [{"exact_dedup": {}}])
     full = run_pipeline(cfg, RunOptions(progress=False))
     folder = full.final_dir
     ids_full = sorted(_read(folder)["id"].to_pylist())
     stats_full = json.loads((folder / STATS_FILE).read_text())
-    # A crash after all but one partition: no commit, that partition's marker and part gone.
+    # A crash after all but one part: no commit, that part's record and part gone.
     fingerprint = json.loads((folder / COMMIT_MARKER).read_text())["fingerprint"]
     (folder / COMMIT_MARKER).unlink()
-    markers = sorted((folder / TASKS_DIR).glob("*.json"))
-    assert len(markers) == 8  # one per partition: at least 8
+    markers = [m for m in sorted((folder / TASKS_DIR).glob("*.json")) if json.loads(m.read_text())["part"]]
+    assert len(markers) == len(paths)  # one per input part
     victim = json.loads(markers[0].read_text())
     markers[0].unlink()
     (folder / victim["part"]).unlink()
     kept = {m.name: m.stat().st_mtime_ns for m in markers[1:]}
+    kept_parts = {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*.parquet")}
     (folder / "_RUNNING").write_text(json.dumps({"fingerprint": fingerprint}))
     again = run_pipeline(cfg, RunOptions(progress=False))
     assert {m.name: m.stat().st_mtime_ns for m in markers[1:]} == kept  # not redone
+    assert {n: (folder / n).stat().st_mtime_ns for n in kept_parts} == kept_parts
     assert markers[0].is_file()
     assert sorted(_read(folder)["id"].to_pylist()) == ids_full
     stats = json.loads((folder / STATS_FILE).read_text())
@@ -215,8 +219,8 @@ def test_group_step_resumes_its_finished_partitions(ray_session, parquet_inputs,
 
 
 def test_worker_killed_in_group_step_counts_once(ray_session, parquet_inputs, tmp_path):
-    """The reducer's process dies after writing some partitions: Ray retries it; the retried
-    partitions overwrite their parts and markers, so the stats equal a clean run's."""
+    """A removal task's process dies after writing some rows: Ray retries it; the retried part
+    overwrites its part and record, so the stats equal a clean run's."""
     from curate.check import check_output
 
     paths, _ = parquet_inputs
