@@ -163,7 +163,13 @@ stages:
   - gopher_repetition: {{checkpoint: true}}
   - exact_dedup: {{}}
 """
-    web = shared_data / "web"
+    # A third of a real WARC (96 pages): the test runs it three times, and what is under test is
+    # the resume, not the extractor's throughput.
+    from warc_samples import warc_head
+
+    web = tmp_path / "web"
+    web.mkdir()
+    warc_head(shared_data / "web" / "pages-0001.warc.gz", 97, web / "pages-0001.warc.gz")
     killed_yaml = tmp_path / "killed.yaml"
     killed_yaml.write_text(yaml_text.format(web=web, out=tmp_path / "killed"))
     clean_yaml = tmp_path / "clean.yaml"
@@ -182,9 +188,9 @@ stages:
     extract_parts = {p: p.stat().st_mtime_ns for p in (tmp_path / "killed" / "extract").glob("part-*")}
     assert extract_parts
 
-    again = _run_cli(killed_yaml)
-    out, _ = again.communicate(timeout=600)
-    assert again.returncode == 0, out.decode()
+    # The rerun goes through the same engine in this process (the session's Ray): what is under test
+    # is what the killed driver left behind; a second `curate run` would only add a Ray start.
+    run_pipeline(load_pipeline(killed_yaml), RunOptions(progress=False))
     summary = json.loads((tmp_path / "killed" / "_summary.json").read_text())
     extract = next(s for s in summary["stages"] if s["stage"] == "extract")
     assert extract["counters"].get("skipped_resumed") == 1  # not re-extracted
@@ -194,5 +200,5 @@ stages:
     # is under test is the killed driver's resume, and a third `curate run` would only add a Ray start.
     clean = run_pipeline(load_pipeline(clean_yaml), RunOptions(progress=False))
     killed_docs = _ids_texts(tmp_path / "killed" / "exact_dedup")
-    assert len(killed_docs) > 50, len(killed_docs)
+    assert len(killed_docs) > 40, len(killed_docs)
     assert killed_docs == _ids_texts(clean.final_dir)

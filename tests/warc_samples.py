@@ -88,3 +88,20 @@ def write_warc(path: Path, records: list[bytes], *, gzip_members: bool = True) -
             f.write(data)
             pos += len(data)
     return offsets
+
+
+def warc_head(src: Path, records: int, dest: Path) -> Path:
+    """The first `records` records of a real per-record-gzipped WARC (the warcinfo one included),
+    copied byte for byte: a smaller real input for tests that run a pipeline several times."""
+    import zlib
+
+    data = Path(src).read_bytes()
+    pos = 0
+    for _ in range(records):
+        if pos >= len(data):
+            break
+        member = zlib.decompressobj(31)
+        member.decompress(data[pos:])
+        pos = len(data) - len(member.unused_data)
+    Path(dest).write_bytes(data[:pos])
+    return Path(dest)
