@@ -415,8 +415,26 @@ def run_datatrove_same_files(files: list[Path], work: Path, args, bands: int, ro
     return res, pred
 
 
+def earlier_datatrove_run(path: Path, corpus: Path, label: str, threshold: float, bands: int, rows: int,
+                          num_cpus: int) -> dict:
+    """datatrove's run from an earlier results file, when it was measured on the same corpus and size
+    with the same settings; otherwise SystemExit saying what differs."""
+    old = json.loads(Path(path).read_text())
+    dt = old.get("datatrove") or {}
+    want = {"corpus": str(corpus), "size": label, "threshold": threshold, "bands": bands, "rows": rows,
+            "num_cpus": num_cpus}
+    have = {"corpus": old.get("corpus"), "size": dt.get("size"), "threshold": dt.get("threshold"),
+            "bands": dt.get("bands"), "rows": dt.get("rows"),
+            "num_cpus": (dt.get("datatrove") or {}).get("num_cpus", (dt.get("curate") or {}).get("num_cpus"))}
+    diff = {k: (have[k], v) for k, v in want.items() if have[k] != v}
+    if diff or "datatrove" not in dt:
+        raise SystemExit(f"{path}: no datatrove run with these settings to reuse (earlier, now: {diff or 'none recorded'})")
+    return {**dt["datatrove"], "reused_from": str(path)}
+
+
 def compare_with_datatrove(label: str, files: list[Path], truth: pa.Table, work: Path, args, out: dict, save) -> None:
-    """Fills `out` (saved after each tool) with both tools' runs on `files`."""
+    """Fills `out` (saved after each tool) with both tools' runs on `files` (datatrove's taken from
+    --datatrove-from when given)."""
     from bench_minhash import evaluate
 
     from processors.minhash import MinHashDedup, MinHashDedupParams
@@ -431,11 +449,17 @@ def compare_with_datatrove(label: str, files: list[Path], truth: pa.Table, work:
     out["curate"] = ours
     save()
     print(f"   {ours['wall_s']} s, P {ours['quality']['precision']} R {ours['quality']['recall']}", flush=True)
-    print(f"== {label}: datatrove MinHash (whitespace words, {proc.bands} x {proc.rows}, {len(files)} tasks, "
-          f"{args.num_cpus} workers)", flush=True)
-    dt, dpred = run_datatrove_same_files(files, work, args, proc.bands, proc.rows)
-    dt["quality"] = evaluate(dpred, None, truth, args.threshold, texts_of=texts_of)
-    del dpred
+    if args.datatrove_from is not None:
+        dt = earlier_datatrove_run(args.datatrove_from, Path(args.corpus_used), label, args.threshold, proc.bands,
+                                   proc.rows, args.num_cpus)
+        print(f"== {label}: datatrove MinHash taken from {args.datatrove_from} (measured there, same corpus and "
+              "settings)", flush=True)
+    else:
+        print(f"== {label}: datatrove MinHash (whitespace words, {proc.bands} x {proc.rows}, {len(files)} tasks, "
+              f"{args.num_cpus} workers)", flush=True)
+        dt, dpred = run_datatrove_same_files(files, work, args, proc.bands, proc.rows)
+        dt["quality"] = evaluate(dpred, None, truth, args.threshold, texts_of=texts_of)
+        del dpred
     out["datatrove"] = dt
     out["curate_speedup"] = round(dt["wall_s"] / ours["wall_s"], 2)
     print(f"   {dt['wall_s']} s, P {dt['quality']['precision']} R {dt['quality']['recall']}", flush=True)
@@ -535,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--summary", action="store_true", help="print the tables of --out and exit")
+    ap.add_argument("--datatrove-from", type=Path, default=None,
+                    help="with --datatrove: take datatrove's run (wall time, P/R) from this earlier results "
+                         "file instead of running it again; only when its corpus, size, threshold, bands x rows "
+                         "and CPUs are these (datatrove's run does not depend on curate's code); curate's side "
+                         "is run afresh")
     args = ap.parse_args(argv)
     if args.summary:
         print_summary(json.loads(args.out.read_text()))
@@ -549,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.datatrove and dt_size % chunk:
         ap.error(f"--datatrove-size {dt_size} is not a whole number of --chunk-docs {chunk}")
     corpus = args.corpus or CORPORA / f"seed{args.seed}-chunk{chunk}"
+    args.corpus_used = corpus
     print(f"== corpus {corpus}: {size_label(max(sizes + [dt_size]))} documents in chunks of {chunk:,}", flush=True)
     t0 = time.time()
     meta = build_chunked(args.data, corpus, max(sizes + [dt_size]), chunk, seed=args.seed, workers=args.build_workers)

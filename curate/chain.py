@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from curate.config import StageSpec
 from curate.io import TASKS_DIR, AtomicParquetWriter, write_json_atomic
-from curate.stats import StageStats, source_counts, text_bytes
-from processors.base import BatchResult, Grouper, Processor, Source
+from curate.stats import StageStats, text_bytes
+from processors.base import BatchResult, Processor, Source
 
 READ_BATCH_ROWS = 2_000
 REMOVED_DIR = "_removed"  # side outputs of row-wise stages: <segment folder>/_removed/<stage>/
@@ -117,7 +117,7 @@ def apply_per_source(proc: Processor, only: list[str] | None, table: pa.Table,
 
 
 class Chain:
-    """A head (Source, Grouper, or plain Parquet) followed by row-wise processors."""
+    """A head (Source, or plain Parquet) followed by row-wise processors."""
 
     def __init__(self, head: StageSpec | None, body: list[StageSpec]) -> None:
         self.head_spec = head
@@ -195,38 +195,6 @@ class Chain:
         label = uris[0] if len(uris) == 1 else f"{uris[0]} (+{len(uris) - 1} more)"
         return self._finish(stats, out_dir, tid, label, part_name(tid) if wrote else None, writer.rows)
 
-    def run_group_task(self, partition: pa.Table, out_dir: Path, tid: str) -> dict[str, Any]:
-        """Reduce one hash partition with the Grouper head, then the body; write one part.
-
-        `tid` names the partition (the same in every run), so a retried or resumed partition
-        overwrites its part and marker, never duplicates them."""
-        assert isinstance(self.head, Grouper)
-        stats = self._new_stats()
-        st = stats[self.head_spec.name]
-        key = self.head.key_column
-        st.docs_in = partition.num_rows
-        st.bytes_in = text_bytes(partition)
-        t0 = time.perf_counter()
-        result = self.head.reduce(partition) if partition.num_rows else BatchResult(partition)
-        st.busy_s += time.perf_counter() - t0
-        table = result.table
-        if key in table.column_names:
-            table = table.drop_columns([key])
-        st.docs_out = table.num_rows
-        st.bytes_out = text_bytes(table)
-        st.drops.update(result.drops)
-        st.counters.update(result.counters)
-        _count_group_sources(st, partition, table, result.drops)
-        table = self.apply_body(table, stats)
-        wrote = False
-        if table.num_rows:
-            with AtomicParquetWriter(Path(out_dir) / part_name(tid)) as w:
-                w.write(table)
-            wrote = True
-        self.write_side(out_dir, tid)
-        return self._finish(stats, out_dir, tid, f"partition of {partition.num_rows} rows",
-                            part_name(tid) if wrote else None, table.num_rows)
-
     def _finish(self, stats: dict[str, StageStats], out_dir: Path, tid: str, uri: str,
                 part: str | None, rows: int) -> dict[str, Any]:
         record = {
@@ -235,17 +203,6 @@ class Chain:
         }
         write_json_atomic(task_marker(out_dir, tid), record)
         return record
-
-
-def _count_group_sources(st: StageStats, before: pa.Table, after: pa.Table, drops) -> None:
-    """Per-source in/out of a whole-partition step; drops go to its reason when it has one."""
-    if "source" not in before.column_names:
-        return
-    vin, vout = source_counts(before), source_counts(after)
-    reason = next(iter(drops)) if len(drops) == 1 else "dropped"
-    for src, n in vin.items():
-        out = vout.get(src, 0)
-        st.count_source(src, n, out, {reason: n - out} if n > out else {})
 
 
 def load_task_records(out_dir: Path) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ class FusedReader(PartReader):
         self.pre = list(pre)
 
     def _chain(self) -> Chain:
-        # one chain per worker process, set up once (models load once), as the group step's reads
+        # one chain per worker process, set up once (models load once), as file tasks do
         from curate.ray_tasks import _cached_pre_chain
 
         return _cached_pre_chain(self.pre)

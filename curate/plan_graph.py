@@ -1,7 +1,7 @@
 """Turns the ordered stage list into segments: the units the runner executes and commits.
 
-A segment has a head (a Source reading inputs, a Grouper shuffling the previous output, or nothing:
-the previous output read back from Parquet) and a body of row-wise stages fused into the same
+A segment has a head (reading stages, a whole-dataset step over the previous output -- cluster or
+unit dedup, or a job --, or nothing: the previous output read back from Parquet) and a body of row-wise stages fused into the same
 tasks. A segment ends at a stage that checkpoints; its output folder is named after that stage.
 Column contracts are checked here, before any work: a stage needing a column nothing provides is
 an error.
@@ -13,7 +13,7 @@ from typing import Any
 
 from curate.config import ConfigError, PipelineConfig, StageSpec
 from curate.registry import processor_class
-from processors.base import Grouper, Source, UnitDedup
+from processors.base import Source, UnitDedup
 from processors.schema import DOCUMENT_FIELDS
 
 CLUSTER_KINDS_BASE = "ClusterDedup"  # base-class name of whole-graph dedup processors
@@ -34,12 +34,12 @@ def is_cluster_kind(kind: str) -> bool:
 # read of the corpus). A cluster step reads its input more than once (signatures, the exact
 # check, removal) and runs `pre` on each read (curate.cluster_runner.FusedReader): only stages
 # that do not checkpoint fuse, the cheap ones (an expensive stage checkpoints by default).
-PRE_FUSING_MODES = frozenset({"group", "cluster"})
+PRE_FUSING_MODES = frozenset({"cluster"})
 
 
 @dataclass
 class Segment:
-    head: StageSpec | None  # a Grouper or cluster step; None for reading stages or Parquet input
+    head: StageSpec | None  # a whole-dataset step; None for reading stages or Parquet input
     body: list[StageSpec] = field(default_factory=list)
     readers: list[StageSpec] = field(default_factory=list)  # Source stages, one task per input
     # Row-wise stages applied to the input before the head, in the head's own read (fused)
@@ -69,8 +69,6 @@ class Segment:
             return "job"
         if issubclass(processor_class(self.head.kind), UnitDedup):
             return "units"
-        if issubclass(processor_class(self.head.kind), Grouper):
-            return "group"
         return "parquet"
 
 
@@ -97,7 +95,7 @@ def build_segments(cfg: PipelineConfig, source: str = "<pipeline>") -> list[Segm
         if i < n_readers:
             continue
         cls = processor_class(spec.kind)
-        whole_dataset = (issubclass(cls, (Grouper, UnitDedup)) or is_cluster_kind(spec.kind)
+        whole_dataset = (issubclass(cls, UnitDedup) or is_cluster_kind(spec.kind)
                          or is_job_kind(spec.kind))
         if segments and segments[-1].mode == "job" and not is_job_kind(spec.kind):
             raise ConfigError(f"{source}: stages[{i}] ({spec.kind}) works on documents, so it must "

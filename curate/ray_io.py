@@ -57,11 +57,17 @@ def _read_files(listing: pa.Table, columns: list[str] | None, batch_rows: int) -
             yield schema.empty_table()
 
 
-def num_partitions(parts: Sequence[str]) -> int:
-    """Hash partitions of a whole-dataset step over these Parquet parts: one per 100k rows, at least 8.
+ROWS_PER_PARTITION = 25_000
 
-    Independent of the CPU count, so 1 and 2 CPUs give the same partitions and output parts. Read
-    from the files' footers only.
+
+def num_partitions(parts: Sequence[str]) -> int:
+    """Hash partitions of a whole-dataset step over these Parquet parts: one per 25k rows, at least 8.
+
+    Rows per partition are what a reducer holds (a join of shingle sets, a bucket's members), so
+    they must not grow with the corpus: with one partition per 100k rows and a floor of 8, a
+    reducer held 31k rows at 250k documents and 100k at 1M, and the largest worker's private
+    memory grew 1.6x (benchmarks/bench_scale.py). Independent of the CPU count, so 1 and 2 CPUs
+    give the same partitions and output parts. Read from the files' footers only.
     """
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
-    return max(8, -(-rows // 100_000))
+    return max(8, -(-rows // ROWS_PER_PARTITION))

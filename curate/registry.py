@@ -11,7 +11,7 @@ import pkgutil
 from functools import lru_cache
 
 import processors
-from processors.base import Grouper, Processor, Source
+from processors.base import Processor, Source
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +51,3 @@ def processor_class(kind: str) -> type[Processor]:
 def is_source(kind: str) -> bool:
     return issubclass(processor_class(kind), Source)
 
-
-def is_grouper(kind: str) -> bool:
-    return issubclass(processor_class(kind), Grouper)

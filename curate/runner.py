@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from curate import fingerprint
-from curate.chain import done_tasks, load_task_records, task_id, task_key, task_marker
+from curate.chain import done_tasks, load_task_records, task_id, task_key
 from curate.config import ConfigError, PipelineConfig
 from curate.io import (
     COMMIT_MARKER, OLD_SUMMARY_FILE, STATS_FILE, SUMMARY_FILE, TASKS_DIR, check_inputs, commit, is_committed, parquet_parts, read_commit, read_json, remove_stale_parts, reset_folder,
     write_json_atomic,
 )
 from curate.plan_graph import Segment, build_segments
-from curate.ray_io import num_partitions
 from curate.resources import StepResources, step_resources
 from curate.ray_session import ensure_ray, quiet_ray_data
 from curate.prefilter_rules import with_prefilter_rules
@@ -157,8 +156,7 @@ def _prepare_folder(out_dir: Path, fingerprint: str, opts: RunOptions, mode: str
     """Start clean unless an interrupted run with the same fingerprint left finished tasks."""
     running = out_dir / RUNNING_MARKER
     same = running.is_file() and read_json(running).get("fingerprint") == fingerprint
-    # Group steps resume partition by partition (their markers are named after the partition),
-    # cluster steps part by part in removal (their phases resume in their own work dir, keyed by
+    # Cluster steps resume part by part in removal (their phases resume in their own work dir, keyed by
     # this fingerprint); unit steps restart: their intermediate phases are not committed.
     if opts.force or not opts.resume or not same or mode == "units":
         reset_folder(out_dir)
@@ -240,59 +238,14 @@ def _run_file_segment(seg: Segment, tasks: list[Task], out_dir: Path, workers: i
     return [r for r in load_task_records(out_dir) if r["task"] in wanted]
 
 
-def _run_group_segment(seg: Segment, parts: list[str], out_dir: Path, workers: int,
-                       opts: RunOptions) -> list[dict[str, Any]]:
-    """Hash-partition on the Grouper's key and reduce each partition. A partition is a task with
-    its own marker: after a crash, finished partitions are kept and their rows are not shuffled
-    again (they are dropped right after the key is computed)."""
-    import ray
-    from curate.ray_tasks import (GROUP_PARTITION, PRE_DIR, group_task_id, key_parts, pre_task_id,
-                                  reduce_partition, unified_schema)
-
-    if not parts:
-        return []
-    n = num_partitions(parts)
-    tids = [group_task_id(seg.head.name, p, n) for p in range(n)]
-    done = [p for p, t in enumerate(tids) if task_marker(out_dir, t).is_file()] if opts.resume else []
-    progress = Progress(seg.name, n, opts.progress)
-    progress.done = len(done)
-    try:
-        if len(done) < n:
-            # One read task per input part, streamed: memory per task does not grow with the input
-            listing = ray.data.from_items([{"path": p} for p in parts], override_num_blocks=len(parts))
-            ds = listing.map_batches(key_parts, batch_size=1, batch_format="pyarrow",
-                                     fn_kwargs=dict(head=seg.head, pre=seg.pre, partitions=n, skip=done,
-                                                    out_dir=str(out_dir), schema=unified_schema(parts)),
-                                     **seg.resources.map_args())
-            # Hash repartitioning emits each partition as one block, so a reducer sees every row
-            # of its engine partitions (and so of its keys) at once.
-            ds = ds.repartition(n, keys=[GROUP_PARTITION])
-            ds = ds.map_batches(
-                reduce_partition, fn_kwargs=dict(head=seg.head, body=seg.body, out_dir=str(out_dir), partitions=n),
-                batch_size=None, batch_format="pyarrow", **seg.resources.map_args(),
-            )
-            _collect(ds, progress)
-    finally:
-        progress.close()
-    wanted = set(tids)
-    records = [r for r in load_task_records(out_dir) if r["task"] in wanted]
-    if seg.pre:  # the fused row-wise stages: one record per input part
-        pre_dir = out_dir / TASKS_DIR / PRE_DIR
-        pre = {pre_task_id(p) for p in parts}
-        records += [json.loads(f.read_text()) for f in sorted(pre_dir.glob("*.json")) if f.stem in pre]
-    return records
-
-
 def _run_segment(cfg: PipelineConfig, opts: RunOptions, seg: Segment, tasks: list,
                  out_dir: Path, prev_dir: Path | None = None) -> list[dict[str, Any]]:
     # Every kind of step gets the same resources (num_cpus, memory, concurrency/workers): the
-    # file and group tasks here, unit and cluster dedup and jobs through `seg.resources`.
+    # file tasks here, unit and cluster dedup and jobs through `seg.resources`.
     seg.resources = _resources(cfg, opts, seg)
     workers = seg.resources.concurrency
     if seg.mode in ("source", "parquet"):
         return _run_file_segment(seg, tasks, out_dir, workers, opts)
-    if seg.mode == "group":
-        return _run_group_segment(seg, [u for _, u in tasks], out_dir, workers, opts)
     if seg.mode == "job":
         return _run_job_segment(cfg, seg, prev_dir, out_dir)
     if seg.mode == "units":

@@ -4,13 +4,14 @@ A processor is built from its own typed parameters (a pydantic model), loads any
 `setup()` (called once per worker), and turns one `pyarrow.Table` into a `BatchResult`: the rows
 it keeps plus counters. The engine runs processors on Ray, sums the counters, writes the stats.
 
-Four kinds:
+Row-wise kinds:
 - `Source`   turns one input URI into batches of documents (WARC, JSONL, Parquet, ...).
 - `Mapper`   adds or rewrites columns; never drops a row.
 - `Filter`   returns a keep mask and a reason for each dropped row; the base class counts reasons.
-- `Grouper`  a whole-dataset step: `add_key` runs row-wise, the engine co-locates all rows that share
-             a key (hash partitioning), then `reduce` sees each partition. Whole rows move; a
-             step decided by a key alone is cheaper as a `ClusterDedup` with `cluster_key`.
+
+Whole-dataset kinds never move whole documents between workers: a `ClusterDedup` moves ids and
+keys (exact and near dedup), a `UnitDedup` moves unit hashes (paragraph dedup); each then removes
+rows part by part from the original parts.
 """
 from __future__ import annotations
 
@@ -150,20 +151,6 @@ class Source(Processor):
         from processors.uris import expand_all
 
         return expand_all(patterns)
-
-
-class Grouper(Processor):
-    """A whole-dataset step over hash partitions of `key_column`."""
-
-    key_column: ClassVar[str] = "_key"
-    checkpoint_default: ClassVar[bool] = True
-
-    def add_key(self, batch: pa.Table) -> pa.Table:
-        raise NotImplementedError
-
-    def reduce(self, partition: pa.Table) -> BatchResult:
-        """`partition` holds every row whose key hashes to it; drop the key column in the output."""
-        raise NotImplementedError
 
 
 class UnitDedup(Processor):

@@ -127,7 +127,7 @@ def test_same_output_with_one_and_two_workers(ray_session, parquet_inputs, tmp_p
 def test_output_root_reads_as_a_dataset_and_row_wise_stages_fuse(ray_session, parquet_inputs, tmp_path):
     """(1) The run summary is `_summary.json`: `pyarrow.dataset(OUTPUT)` reads every step's
     documents and nothing else (an older run's `summary.json` at the root is removed).
-    (2) A row-wise stage before a group step runs in that step's read: no folder of parts of its
+    (2) A row-wise stage before a dedup step runs in that step's reads: no folder of parts of its
     own (no extra write and read of the corpus), the same documents and stats as committing it."""
     from curate.check import check_output
 
@@ -218,7 +218,7 @@ def test_exact_dedup_resumes_its_finished_parts(ray_session, parquet_inputs, tmp
     assert again.stats[0].docs_in == 3000
 
 
-def test_worker_killed_in_group_step_counts_once(ray_session, parquet_inputs, tmp_path):
+def test_worker_killed_in_exact_dedup_removal_counts_once(ray_session, parquet_inputs, tmp_path):
     """A removal task's process dies after writing some rows: Ray retries it; the retried part
     overwrites its part and record, so the stats equal a clean run's."""
     from curate.check import check_output
