@@ -355,7 +355,14 @@ class PartReader:
     """How the phases read an input part: here plain Parquet. The runner's reader applies the
     row-wise stages fused before the step (`curate.cluster_runner.FusedReader`); a reader must
     yield the same rows in the same order on every read, since a uid is a row's position in
-    what it yields (signatures, the exact check's re-read and removal each read the part)."""
+    what it yields (signatures, the exact check's re-read and removal each read the part).
+
+    `schema` (curate.ray_io.unified_schema of every input part): whole rows are read into it, so
+    the parts a step writes, one per input part, share one schema (a code part has the crawl's
+    columns as nulls) and read back as one dataset."""
+
+    def __init__(self, schema: pa.Schema | None = None) -> None:
+        self.unified = schema
 
     def names(self, path: str) -> list[str]:
         """The columns the reader yields for `path`."""
@@ -363,14 +370,17 @@ class PartReader:
 
     def schema(self, path: str) -> pa.Schema:
         """The schema of a part that yields no rows."""
-        return _open(path).schema_arrow
+        return self.unified if self.unified is not None else _open(path).schema_arrow
 
     def batches(self, path: str, columns: list[str] | None, batch_rows: int,
                 stats: dict | None = None) -> Iterator[pa.Table]:
         """The part's rows, `columns` only (None: all), in batches of at most `batch_rows`.
         `stats`: where a reader applying stages counts them (None: not counted)."""
+        from curate.ray_io import conform
+
         for rb in _open(path).iter_batches(batch_size=batch_rows, columns=columns):
-            yield pa.Table.from_batches([rb])
+            table = pa.Table.from_batches([rb])
+            yield conform(table, self.unified) if columns is None and self.unified is not None else table
 
 
 # -- phase 1: signatures -------------------------------------------------------------------------

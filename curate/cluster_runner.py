@@ -44,6 +44,7 @@ from curate.chain import REMOVED_DIR, Chain, part_name, read_parquet_batches, ta
 from curate.cluster_dedup import PartReader
 from curate.config import StageSpec
 from curate.io import TASKS_DIR, AtomicParquetWriter, read_json, reset_folder, write_json_atomic
+from curate.ray_io import unified_schema
 from curate.stats import StageStats, source_counts, text_bytes
 
 DROPPED_DIR = "_dropped"  # underscore: `pyarrow.dataset(stage_folder)` skips it
@@ -68,7 +69,8 @@ class FusedReader(PartReader):
     Stats and removed rows (side outputs) are kept only where the caller passes `stats` (the
     removal read); the other reads drop them batch by batch."""
 
-    def __init__(self, pre: list[StageSpec]) -> None:
+    def __init__(self, pre: list[StageSpec], schema: pa.Schema | None = None) -> None:
+        super().__init__(schema)
         self.pre = list(pre)
 
     def _chain(self) -> Chain:
@@ -91,7 +93,11 @@ class FusedReader(PartReader):
         chain = self._chain()
         chain.side = {}  # a failed earlier attempt in this process may have left rows
         counted = stats if stats is not None else self._scratch()
+        from curate.ray_io import conform
+
         for batch in read_parquet_batches(path):
+            if self.unified is not None:  # before the stages: their output schema follows
+                batch = conform(batch, self.unified)
             out = chain.apply_body(batch, counted)
             if stats is None:
                 chain.side = {}
@@ -108,13 +114,17 @@ class FusedReader(PartReader):
         self._chain().side = {}
 
 
-def _remove_parts(listing: pa.Table, pre: list[StageSpec], body: list[StageSpec], out_dir: str, survivors: str,
+def _reader(pre: list[StageSpec], schema: pa.Schema) -> PartReader:
+    return FusedReader(pre, schema) if pre else PartReader(schema)
+
+
+def _remove_parts(listing: pa.Table, pre: list[StageSpec], schema: pa.Schema, body: list[StageSpec], out_dir: str, survivors: str,
                   cluster_col: str, keep_dropped: bool) -> pa.Table:
     """Removal of one input part: its rows (through the fused `pre` stages) stream through the
     filter against the part's survivors file; kept rows go through the fused body into one part."""
     from curate.cluster_dedup import KEEP, PART, assign_part
 
-    reader = FusedReader(pre) if pre else None
+    reader = _reader(pre, schema)
     records = []
     for path, idx in zip(listing.column("path").to_pylist(), listing.column(PART).to_pylist()):
         chain = Chain(None, body)
@@ -128,7 +138,7 @@ def _remove_parts(listing: pa.Table, pre: list[StageSpec], body: list[StageSpec]
         nbytes = nbytes_in = rows = 0
         try:
             for t in assign_part(path, idx, survivors, cluster_col, reader=reader,
-                                 stats=pre_stats if reader is not None else None):
+                                 stats=pre_stats if pre else None):
                 keep = t.column(KEEP)
                 nbytes_in += text_bytes(t)
                 kept = t.filter(keep).drop_columns([KEEP])
@@ -145,10 +155,10 @@ def _remove_parts(listing: pa.Table, pre: list[StageSpec], body: list[StageSpec]
             kept_w.abort()
             if drop_w is not None:
                 drop_w.abort()
-            if reader is not None:
+            if isinstance(reader, FusedReader):
                 reader.discard_side()
             raise
-        if reader is not None:
+        if isinstance(reader, FusedReader):
             reader.write_side(Path(out_dir), tid)
         chain.write_side(Path(out_dir), tid)
         # Written last: a part with this record is done (its files are complete), and the fused
@@ -228,8 +238,9 @@ def _run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opt
         shutil.rmtree(work, ignore_errors=True)
         return [done[p] for p in parts] + [read_json(task_marker(out_dir, head_tid))]
 
+    schema = unified_schema(parts)  # every output part in one schema, whatever its source
     ident = identify(parts, proc, work_dir=work, num_partitions=num_partitions(parts), on_phase=on_phase,
-                     step_key=step_key, reader=FusedReader(pre) if pre else None, remote_args=remote)
+                     step_key=step_key, reader=_reader(pre, schema), remote_args=remote)
     info = ident.stats(proc.drop_reason)
     todo = [{"path": p, PART: i} for i, p in enumerate(parts) if p not in done]
     records = [done[p] for p in parts if p in done]
@@ -237,7 +248,7 @@ def _run_cluster_segment(seg, parts: list[str], out_dir: Path, workers: int, opt
         listing = ray.data.from_items(todo, override_num_blocks=len(todo))
         records += [json.loads(r["record"]) for r in listing.map_batches(
             _remove_parts, batch_size=1, batch_format="pyarrow",
-            fn_kwargs=dict(pre=pre, body=seg.body, out_dir=str(out_dir), survivors=str(ident.survivors_dir),
+            fn_kwargs=dict(pre=pre, schema=schema, body=seg.body, out_dir=str(out_dir), survivors=str(ident.survivors_dir),
                            cluster_col=proc.cluster_column, keep_dropped=proc.side_output),
             **remote,
         ).iter_rows()]

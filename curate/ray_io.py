@@ -71,3 +71,20 @@ def num_partitions(parts: Sequence[str]) -> int:
     """
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
     return max(8, -(-rows // ROWS_PER_PARTITION))
+
+
+def unified_schema(paths: Sequence[str]) -> pa.Schema:
+    """One schema for every part of a step's input, from their footers: parts of different sources
+    differ in columns (the crawl's `warc_file`, absent from code), in nullability and in all-null
+    columns. A step that writes one output part per input part conforms every part to it, so the
+    output reads as one dataset whichever part `pyarrow.dataset` happens to open first."""
+    schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in paths], promote_options="permissive")
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`batch` with the columns of `schema`, in its order and types (missing ones as nulls)."""
+    cols = [batch.column(f.name).cast(f.type) if f.name in batch.column_names else pa.nulls(batch.num_rows, f.type)
+            for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
+

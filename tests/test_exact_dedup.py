@@ -143,3 +143,24 @@ def _survivors(work: Path) -> pd.DataFrame:
     files = sorted((work / "survivors").glob("s-*.parquet"))
     df = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
     return df.sort_values(UID, ignore_index=True)
+
+
+def test_parts_of_different_columns_come_out_in_one_schema(ray_session, corpus, tmp_path):
+    """Input parts of different sources differ in columns (the crawl's `warc_file` is absent from
+    code): every output part carries the union, so `pyarrow.dataset` reads every column whichever
+    part it opens first (it takes the schema from one file)."""
+    parts, _ = corpus
+    crawl = pq.read_table(parts[0])
+    crawl = crawl.append_column("warc_file", pa.array(["cc.warc.gz"] * crawl.num_rows))
+    mixed = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    pq.write_table(crawl, mixed[0])
+    pq.write_table(pq.read_table(parts[1]), mixed[1])
+    result = run_pipeline(pipeline_from_dict({"inputs": [str(p) for p in mixed], "output": str(tmp_path / "out"),
+                                              "stages": [{"exact_dedup": {}}]}), RunOptions(progress=False))
+    written = sorted(result.final_dir.glob("part-*.parquet"))
+    assert len(written) == 2
+    schemas = {tuple(pq.read_schema(p).names) for p in written}
+    assert schemas == {tuple(crawl.column_names)}, schemas
+    for first in (written, written[::-1]):  # either part first: the same columns
+        got = pads.dataset([str(p) for p in first], format="parquet").to_table()
+        assert "warc_file" in got.column_names and got.num_rows == result.stats[-1].docs_out
