@@ -75,7 +75,7 @@ import pyarrow.parquet as pq
 import ray
 
 from curate.components import connected_components, unique_pairs
-from curate.io import AtomicParquetWriter, commit, is_committed, read_commit, read_json, reset_folder, write_json_atomic
+from curate.io import AtomicParquetWriter, commit, conform, is_committed, read_commit, read_json, reset_folder, write_json_atomic
 from curate.stats import source_counts
 from processors.base import ClusterDedup, ProcessorError
 
@@ -376,11 +376,15 @@ class PartReader:
                 stats: dict | None = None) -> Iterator[pa.Table]:
         """The part's rows, `columns` only (None: all), in batches of at most `batch_rows`.
         `stats`: where a reader applying stages counts them (None: not counted)."""
-        from curate.ray_io import conform
-
         for rb in _open(path).iter_batches(batch_size=batch_rows, columns=columns):
             table = pa.Table.from_batches([rb])
             yield conform(table, self.unified) if columns is None and self.unified is not None else table
+
+    def write_side(self, out_dir: Path, tid: str) -> None:
+        """Rows the reader's own stages removed, for the removal task named `tid`: none here."""
+
+    def discard_side(self) -> None:
+        """Forget such rows after a failed attempt: none here."""
 
 
 # -- phase 1: signatures -------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from curate.chain import REMOVED_DIR, Chain, part_name, read_parquet_batches, task_id, task_marker
 from curate.cluster_dedup import PartReader
 from curate.config import StageSpec
-from curate.io import TASKS_DIR, AtomicParquetWriter, read_json, reset_folder, write_json_atomic
+from curate.io import TASKS_DIR, AtomicParquetWriter, conform, read_json, reset_folder, write_json_atomic
 from curate.ray_io import unified_schema
 from curate.stats import StageStats, source_counts, text_bytes
 
@@ -93,8 +93,6 @@ class FusedReader(PartReader):
         chain = self._chain()
         chain.side = {}  # a failed earlier attempt in this process may have left rows
         counted = stats if stats is not None else self._scratch()
-        from curate.ray_io import conform
-
         for batch in read_parquet_batches(path):
             if self.unified is not None:  # before the stages: their output schema follows
                 batch = conform(batch, self.unified)
@@ -155,11 +153,9 @@ def _remove_parts(listing: pa.Table, pre: list[StageSpec], schema: pa.Schema, bo
             kept_w.abort()
             if drop_w is not None:
                 drop_w.abort()
-            if isinstance(reader, FusedReader):
-                reader.discard_side()
+            reader.discard_side()
             raise
-        if isinstance(reader, FusedReader):
-            reader.write_side(Path(out_dir), tid)
+        reader.write_side(Path(out_dir), tid)
         chain.write_side(Path(out_dir), tid)
         # Written last: a part with this record is done (its files are complete), and the fused
         # stages before and after the dedup are counted here, once per part.

@@ -110,7 +110,7 @@ class AtomicParquetWriter:
             opts["use_dictionary"] = [c for c in opts["use_dictionary"] if c in self.schema.names]
             self._writer = pq.ParquetWriter(self.tmp, self.schema, **opts)
         if table.schema != self.schema:
-            table = _conform(table, self.schema)
+            table = conform(table, self.schema)
         self._writer.write_table(table, row_group_size=10_000)
         self.rows += table.num_rows
 
@@ -143,9 +143,10 @@ class AtomicParquetWriter:
             self.abort()
 
 
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Fit a batch to the file's schema: missing columns become nulls; a column the file lacks is
-    an error (it would be lost silently otherwise)."""
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Fit a batch to `schema` (a file's, or a step's unified input schema): its columns in that
+    order and those types, missing ones as nulls; a column the schema lacks is an error (it would
+    be lost silently otherwise)."""
     extra = [n for n in table.column_names if n not in schema.names]
     if extra:
         raise ValueError(f"batch has columns {extra} that earlier batches of this part lacked")

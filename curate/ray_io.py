@@ -80,11 +80,3 @@ def unified_schema(paths: Sequence[str]) -> pa.Schema:
     output reads as one dataset whichever part `pyarrow.dataset` happens to open first."""
     schema = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in paths], promote_options="permissive")
     return pa.schema([f.with_nullable(True) for f in schema])
-
-
-def conform(batch: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`batch` with the columns of `schema`, in its order and types (missing ones as nulls)."""
-    cols = [batch.column(f.name).cast(f.type) if f.name in batch.column_names else pa.nulls(batch.num_rows, f.type)
-            for f in schema]
-    return pa.Table.from_arrays(cols, schema=schema)
-
